@@ -1,0 +1,9 @@
+//! veil: a recording worker for sessions that carry protected health information.
+//! See `docs/ARCHITECTURE.md` for the data flow and the invariants.
+
+pub mod compose;
+pub mod privacy;
+pub mod recording;
+pub mod session;
+pub mod spill;
+pub mod upload;
