@@ -34,6 +34,9 @@ pub enum RecordingError {
     Upload { key: String, message: String },
 }
 
+const SEAL_BYTES: usize = 256 * 1024;
+const SEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct ReprocessOptions {
     pub destination: Destination,
@@ -110,11 +113,19 @@ pub fn record(
         chat_panel: opts.chat,
         include_direct: opts.include_direct,
     };
-    let compositor = Compositor::build(
-        session,
-        &compose_opts,
-        Box::new(move |bytes| sink_writer.lock().map_err(|_| "spill lock poisoned".to_string())?.write(bytes).map_err(|e| e.to_string())),
-    )?;
+    // Seal a chunk at least every second or 256 KiB, so ciphertext reaches the disk (and,
+    // later, the uploader) while recording, and a crash loses little.
+    let mut last_seal = std::time::Instant::now();
+    let sink = move |bytes: &[u8]| -> Result<(), String> {
+        let mut w = sink_writer.lock().map_err(|_| "spill lock poisoned".to_string())?;
+        w.write(bytes).map_err(|e| e.to_string())?;
+        if w.buffered() >= SEAL_BYTES || last_seal.elapsed() >= SEAL_INTERVAL {
+            w.flush().map_err(|e| e.to_string())?;
+            last_seal = std::time::Instant::now();
+        }
+        Ok(())
+    };
+    let compositor = Compositor::build(session, &compose_opts, Box::new(sink))?;
     let composed = compositor.run(progress);
     video = std::sync::Arc::try_unwrap(shared_writer)
         .map_err(|_| spill::SpillError::Finished { path: video_path.clone() })?

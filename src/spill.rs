@@ -183,6 +183,23 @@ impl SpillWriter {
         Ok(())
     }
 
+    /// Plaintext bytes buffered and not yet sealed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Seals what is buffered as a (non-final) chunk, so that it is on disk and readable by
+    /// an uploader following the file. A no-op when nothing is buffered.
+    pub fn flush(&mut self) -> Result<(), SpillError> {
+        if self.finished {
+            return Err(SpillError::Finished { path: self.path.clone() });
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.seal(false)
+    }
+
     /// Seals the buffered remainder as the final chunk and syncs the file.
     pub fn finish(&mut self) -> Result<(), SpillError> {
         if self.finished {
@@ -398,8 +415,11 @@ mod tests {
         let path = dir.path().join("a.spill");
         let key = SpillKey::generate().unwrap();
         let mut w = SpillWriter::with_chunk_size(&path, &key, chunk).unwrap();
-        for part in data.chunks(7) {
+        for (i, part) in data.chunks(7).enumerate() {
             w.write(part).unwrap();
+            if i % 5 == 4 {
+                w.flush().unwrap(); // partial chunks in the middle are valid
+            }
         }
         w.finish().unwrap();
         (dir, path, key)

@@ -273,6 +273,15 @@ impl Compositor {
         aq2.link(&mux).map_err(|e| profile_err(format!("audio does not link to the muxer: {e}")))?;
         mux.link(&appsink).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
 
+        // The output is exactly as long as the session: nothing at or after its end.
+        let end = gst::ClockTime::from_mseconds(dur);
+        vcaps.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) if b.pts().is_some_and(|p| p >= end) => gst::PadProbeReturn::Drop,
+                _ => gst::PadProbeReturn::Ok,
+            }
+        });
+
         // Peak limiter on the mixed audio.
         let limiter = Mutex::new(limiter::Limiter::new(AUDIO_RATE as u32, 80.0));
         acaps.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {

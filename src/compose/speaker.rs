@@ -7,6 +7,8 @@ use std::collections::HashMap;
 const SILENCE: f32 = 0.005;
 /// A challenger must be the loudest for this long before the focus moves.
 const HOLD_MS: u64 = 1_000;
+/// A challenger must be this much louder than the current speaker (about 3.5 dB).
+const MARGIN: f32 = 1.5;
 /// Smoothing of the level: weight of the newest measurement.
 const ALPHA: f32 = 0.3;
 
@@ -32,9 +34,10 @@ impl SpeakerTracker {
             .filter(|(_, (at, lvl))| *lvl > SILENCE && t_ms.saturating_sub(*at) < 500)
             .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
             .map(|(p, _)| *p);
+        let level_of = |p: usize| self.level.get(&p).filter(|(at, _)| t_ms.saturating_sub(*at) < 500).map_or(0.0, |l| l.1);
         match (loudest, self.current) {
             (Some(p), None) => self.current = Some(p),
-            (Some(p), Some(c)) if p != c => match self.candidate {
+            (Some(p), Some(c)) if p != c && level_of(p) > MARGIN * level_of(c) => match self.candidate {
                 Some((cand, since)) if cand == p => {
                     if t_ms.saturating_sub(since) >= HOLD_MS {
                         self.current = Some(p);
@@ -75,6 +78,20 @@ mod tests {
             s.update(1, t, 0.3);
         }
         assert_eq!(s.current(), Some(1));
+    }
+
+    #[test]
+    fn equal_voices_keep_the_first_speaker() {
+        let mut s = SpeakerTracker::default();
+        for t in (0..1_000).step_by(20) {
+            s.update(0, t, 0.2);
+        }
+        for t in (1_000..10_000).step_by(20) {
+            s.update(1, t, 0.2);
+            s.update(2, t, 0.21);
+            s.update(0, t, 0.2);
+        }
+        assert_eq!(s.current(), Some(0));
     }
 
     #[test]
