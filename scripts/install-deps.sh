@@ -7,7 +7,7 @@ pkgs=(
   pkg-config ca-certificates
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  gstreamer1.0-nice gstreamer1.0-x fonts-dejavu-core
+  gstreamer1.0-nice gstreamer1.0-x fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   ffmpeg strace
 )

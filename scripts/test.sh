@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's second command (and what .ci/run calls): installs what is missing, builds,
+# and runs every test. Tests start whatever they need themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+  # nextest does not run doctests; there are none to skip in a binary-first crate, but run
+  # them anyway so a future doc example cannot rot silently.
+  cargo test --doc --quiet
+else
+  cargo test --no-fail-fast "$@"
+fi
