@@ -102,7 +102,6 @@ struct TrackBranch {
     last_ms: Arc<Mutex<u64>>,
 }
 
-#[derive(Default)]
 struct Shared {
     speaker: speaker::SpeakerTracker,
 }
@@ -334,7 +333,10 @@ impl Compositor {
         to_mixer(&silence_caps, &amix, 0)?;
 
         // --- tiles ---------------------------------------------------------------------------
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let audio_peers = session.peers.iter().enumerate().filter(|(_, p)| p.tracks.iter().any(|t| t.has_audio)).map(|(i, p)| {
+            (i, Span { start_ms: p.joined_ms.min(dur), end_ms: p.left_ms.min(dur) })
+        });
+        let shared = Arc::new(Mutex::new(Shared { speaker: speaker::SpeakerTracker::new(audio_peers) }));
         let mut tiles = Vec::new();
         let mut tile_pads: Vec<Vec<gst::Pad>> = Vec::new();
         let mut tracks = Vec::new();
@@ -474,7 +476,7 @@ impl Compositor {
                     .and_then(|s| s.to_running_time(gst::ClockTime::from_nseconds(pts)))
                     .map(|rt| rt.mseconds())
                     .unwrap_or(0);
-                let speaker = shared.lock().ok().and_then(|s| s.speaker.current());
+                let speaker = shared.lock().ok().and_then(|mut s| s.speaker.current_at(t));
                 let visible = scene.at(t, speaker);
                 let mut shown = vec![None; tile_pads.len()];
                 for (i, r) in visible {
