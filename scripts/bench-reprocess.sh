@@ -33,21 +33,21 @@ run_ffmpeg() {
     -c:v libx264 -preset veryfast -b:v 2500k -g 60 -c:a aac -b:a 128k \
     -movflags frag_keyframe+empty_moov+default_base_moof -f mp4 "$work/ffmpeg.mp4"
 }
-measure() { # name fn -> prints "cpu wall"
-  local s e; s=$(date +%s.%N)
-  local before; before=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
-  ( "$2" )
-  e=$(date +%s.%N)
-  # children's CPU (cutime+cstime) of this shell, in clock ticks
-  local after; after=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
-  echo "$(echo "($after - $before) / $(getconf CLK_TCK)" | bc -l) $(echo "$e - $s" | bc -l)"
+measure() { # fn -> prints "cpu_seconds wall_seconds" of the function's processes
+  export -f "$1"; export work t
+  bash -c "s=\$(date +%s.%N); $1; e=\$(date +%s.%N); \
+    read -r -a st < /proc/\$\$/stat; \
+    echo \"\$(( st[15] + st[16] )) \$s \$e\"" | {
+    read -r ticks s e
+    echo "$(echo "$ticks / $(getconf CLK_TCK)" | bc -l) $(echo "$e - $s" | bc -l)"
+  }
 }
 run_veil; run_ffmpeg   # warm caches
 printf '%-8s %10s %10s\n' tool cpu_s wall_s
 vc=0; vw=0; fc=0; fw=0
 for i in $(seq "$rounds"); do
-  read -r c w < <(measure veil run_veil);   printf '%-8s %10.2f %10.2f\n' veil "$c" "$w"; vc=$(echo "$vc+$c"|bc -l); vw=$(echo "$vw+$w"|bc -l)
-  read -r c w < <(measure ffmpeg run_ffmpeg); printf '%-8s %10.2f %10.2f\n' ffmpeg "$c" "$w"; fc=$(echo "$fc+$c"|bc -l); fw=$(echo "$fw+$w"|bc -l)
+  read -r c w < <(measure run_veil);   printf '%-8s %10.2f %10.2f\n' veil "$c" "$w"; vc=$(echo "$vc+$c"|bc -l); vw=$(echo "$vw+$w"|bc -l)
+  read -r c w < <(measure run_ffmpeg); printf '%-8s %10.2f %10.2f\n' ffmpeg "$c" "$w"; fc=$(echo "$fc+$c"|bc -l); fw=$(echo "$fw+$w"|bc -l)
 done
 printf 'mean over %d rounds: veil cpu %.2f s wall %.2f s | ffmpeg cpu %.2f s wall %.2f s\n' "$rounds" \
   "$(echo "$vc/$rounds"|bc -l)" "$(echo "$vw/$rounds"|bc -l)" "$(echo "$fc/$rounds"|bc -l)" "$(echo "$fw/$rounds"|bc -l)"

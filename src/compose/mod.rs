@@ -126,8 +126,10 @@ fn frames_for(ms: u64) -> i32 {
     ((ms * FPS as u64 + 500) / 1000).max(1) as i32
 }
 
+/// Opaque I420 (no alpha channel), so the compositor can skip tiles hidden under others.
 fn raw_video_caps(w: i32, h: i32) -> gst::Caps {
     gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
         .field("width", w)
         .field("height", h)
         .field("framerate", gst::Fraction::new(FPS, 1))
@@ -319,10 +321,13 @@ impl Compositor {
         );
 
         // --- background and silence define the session length ----------------------------
-        let bg = solid_source(0xff101014, total_frames, WIDTH, HEIGHT)?;
+        // A tiny invisible source: it only makes the compositor produce every frame from 0 to
+        // the end; the compositor's own black background is what shows.
+        let bg = solid_source(0xff000000, total_frames, 16, 16)?;
         add_chain(&pipeline, &bg)?;
         let bg_pad = to_mixer(bg.last().unwrap(), &comp, 0)?;
         bg_pad.set_property("zorder", 0u32);
+        bg_pad.set_property("alpha", 0f64);
 
         let silence = make("audiotestsrc")?;
         silence.set_property_from_str("wave", "silence");
