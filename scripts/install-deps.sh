@@ -9,7 +9,7 @@ pkgs=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-nice gstreamer1.0-x fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
-  ffmpeg strace bc
+  ffmpeg strace bc openssl curl python3
 )
 missing=()
 for p in "${pkgs[@]}"; do

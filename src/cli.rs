@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::compose::layout::LayoutMode;
+use veil::notify::Webhooks;
 use veil::recording::{self, ReprocessOptions};
 use veil::upload::Destination;
+use veil::webhook::{self, Outbox, WebhookConfig};
 
 #[derive(Parser)]
 #[command(name = "veil", version, about = "Recording worker: composite, encrypt, stream to the customer's bucket")]
@@ -31,6 +33,39 @@ pub enum LogFormat {
 pub enum Command {
     /// Re-composite a recorded session folder into one MP4 and a chat CSV.
     Reprocess(ReprocessArgs),
+    /// Deliver the webhooks still pending in the outbox (left by an interrupted run).
+    WebhookDeliver(DeliverArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WebhookArgs {
+    /// Receiver of signed webhooks (recording.started / .success / .failed).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// File holding the HMAC-SHA256 secret that signs webhooks (x-veil-signature).
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Extra trusted root certificate (PEM) for the receiver; when given, only it is trusted.
+    #[arg(long)]
+    pub webhook_ca: Option<PathBuf>,
+    /// Extra header sent with every webhook, `Name: value` (repeatable; values are never logged).
+    #[arg(long = "webhook-header")]
+    pub webhook_headers: Vec<String>,
+    /// Attempts per event before it is abandoned (moved to the outbox's dead/ folder).
+    #[arg(long, default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+    /// Seconds to wait at the end of a run for webhooks to be delivered; the rest stays queued.
+    #[arg(long, default_value_t = 120)]
+    pub webhook_wait_s: u64,
+    /// Durable webhook outbox [default: $VEIL_STATE_DIR/outbox, else ~/.local/state/veil/outbox].
+    #[arg(long)]
+    pub outbox_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct DeliverArgs {
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 #[derive(clap::Args)]
@@ -39,7 +74,7 @@ pub struct ReprocessArgs {
     pub session_dir: PathBuf,
     /// Destination URL, e.g. file:///abs/dir.
     #[arg(long)]
-    pub dest: String,
+    pub dest: Option<String>,
     #[arg(long, value_enum, default_value_t = LayoutMode::Auto)]
     pub layout: LayoutMode,
     /// Encoder/muxer profile: a name from pipelines/ or a path to a .toml file.
@@ -54,17 +89,25 @@ pub struct ReprocessArgs {
     /// Include direct messages in the panel and the CSV.
     #[arg(long)]
     pub include_direct: bool,
+    /// HIPAA workspace: customer bucket required, https webhooks only, names hashed.
+    #[arg(long)]
+    pub hipaa: bool,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Reprocess(a) => reprocess(a),
+        Command::WebhookDeliver(a) => deliver(a),
     }
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Default: veil's own warnings and errors only. Dependencies' debug logs may print request
+    // details, so enabling them is an explicit choice (VEIL_LOG=...).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("veil=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -72,9 +115,64 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn default_outbox() -> PathBuf {
+    if let Some(d) = std::env::var_os("VEIL_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("outbox");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".local/state/veil/outbox")
+}
+
+/// Secret, CA, headers and limits from the flags (the URL is checked separately).
+fn webhook_config(w: &WebhookArgs) -> anyhow::Result<WebhookConfig> {
+    let path = w.webhook_secret_file.as_ref().ok_or_else(|| anyhow::anyhow!("--webhook-secret-file is required with webhooks"))?;
+    let mut cfg = WebhookConfig::new(WebhookConfig::read_secret(path)?);
+    if let Some(ca) = &w.webhook_ca {
+        cfg.read_ca(ca)?;
+    }
+    for h in &w.webhook_headers {
+        cfg.add_header(h)?;
+    }
+    cfg.max_attempts = w.webhook_max_attempts.max(1);
+    Ok(cfg)
+}
+
+fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
+    let cfg = webhook_config(&a.webhook)?;
+    let outbox = Outbox::open(&a.webhook.outbox_dir.clone().unwrap_or_else(default_outbox))?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(a.webhook.webhook_wait_s);
+    let report = webhook::deliver(&outbox, &cfg, None, deadline, &std::sync::atomic::AtomicBool::new(false))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.pending > 0 || report.failed > 0 {
+        anyhow::bail!("{} webhook(s) still pending, {} abandoned", report.pending, report.failed);
+    }
+    Ok(())
+}
+
 fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
-    let destination = Destination::parse(&a.dest)?;
+    // Policy first: nothing starts if the workspace rules refuse the request.
+    veil::policy::check(&veil::policy::Request {
+        hipaa: a.hipaa,
+        destination: a.dest.as_deref(),
+        webhook_url: a.webhook.webhook_url.as_deref(),
+        outputs: &[],
+    })?;
+    let dest = a.dest.as_deref().ok_or_else(|| anyhow::anyhow!("--dest is required (e.g. file:///abs/dir)"))?;
+    let destination = Destination::parse(dest)?;
+    let webhooks = match &a.webhook.webhook_url {
+        None => None,
+        Some(url) => {
+            webhook::validate_url(url)?;
+            Some(Webhooks {
+                url: url.clone(),
+                config: webhook_config(&a.webhook)?,
+                outbox: Outbox::open(&a.webhook.outbox_dir.clone().unwrap_or_else(default_outbox))?,
+                wait: std::time::Duration::from_secs(a.webhook.webhook_wait_s),
+            })
+        }
+    };
     let opts = ReprocessOptions {
+        webhooks,
         destination,
         layout: a.layout,
         profile: a.profile,
@@ -106,5 +204,8 @@ fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
     }
     let result = result.with_context(|| format!("reprocess {}", a.session_dir.display()))?;
     println!("{}", serde_json::to_string_pretty(&result)?);
+    if let Some(w) = result.webhooks.as_ref().filter(|w| w.pending > 0) {
+        eprintln!("warning: {} webhook(s) not delivered yet; they stay in the outbox (veil webhook-deliver)", w.pending);
+    }
     Ok(())
 }

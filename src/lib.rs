@@ -2,8 +2,11 @@
 //! See `docs/ARCHITECTURE.md` for the data flow and the invariants.
 
 pub mod compose;
+pub mod notify;
+pub mod policy;
 pub mod privacy;
 pub mod recording;
 pub mod session;
 pub mod spill;
 pub mod upload;
+pub mod webhook;

@@ -52,9 +52,54 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Masks the host part of an IPv4 (`10.1.2.x`) or IPv6 (first two groups kept) address;
+/// anything else is returned as is.
+pub fn mask_ip(host: &str) -> String {
+    if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+        let o = v4.octets();
+        return format!("{}.{}.{}.x", o[0], o[1], o[2]);
+    }
+    let inner = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(v6) = inner.parse::<std::net::Ipv6Addr>() {
+        let s = v6.segments();
+        return format!("[{:x}:{:x}::x]", s[0], s[1]);
+    }
+    host.to_owned()
+}
+
+/// A URL reduced to `scheme://host[:port]` with IP addresses masked: no user info, path or
+/// query (which may carry tokens) — the form used in logs and errors.
+pub fn mask_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = if hostport.starts_with('[') {
+        match hostport.find(']') {
+            Some(i) => (&hostport[..=i], &hostport[i + 1..]),
+            None => (hostport, ""),
+        }
+    } else {
+        match hostport.find(':') {
+            Some(i) => (&hostport[..i], &hostport[i..]),
+            None => (hostport, ""),
+        }
+    };
+    format!("{scheme}://{}{port}", mask_ip(host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_and_ips_are_masked() {
+        assert_eq!(mask_ip("192.168.7.42"), "192.168.7.x");
+        assert_eq!(mask_ip("hooks.example.com"), "hooks.example.com");
+        assert_eq!(mask_ip("[2001:db8::1]"), "[2001:db8::x]");
+        assert_eq!(mask_url("https://user:pw@10.0.0.5:8443/hook?token=abc"), "https://10.0.0.x:8443");
+        assert_eq!(mask_url("https://hooks.example.com/a/b?sig=1"), "https://hooks.example.com");
+        assert_eq!(mask_url("http://[::1]:9000/x"), "http://[0:0::x]:9000");
+    }
 
     #[test]
     fn redacted_never_prints() {

@@ -11,10 +11,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::compose::{self, chat, layout::LayoutMode, profile::Profile, Compositor};
+use crate::notify::{Failure, Notifier, Webhooks};
 use crate::privacy::hex;
 use crate::session::{self, Session};
 use crate::spill::{self, SpillKey, SpillWriter};
-use crate::upload::{object_key, Destination, PutFailure, StoredObject};
+use crate::upload::{object_key, Destination, DestinationFault, PutFailure, StoredObject, UploadError};
+use crate::webhook::{random_id, DeliveryReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -31,7 +33,7 @@ pub enum RecordingError {
     #[error(transparent)]
     Spill(#[from] spill::SpillError),
     #[error("upload of {key} failed: {message} (the encrypted spill was kept)")]
-    Upload { key: String, message: String },
+    Upload { key: String, message: String, fault: Option<DestinationFault> },
 }
 
 const SEAL_BYTES: usize = 256 * 1024;
@@ -45,6 +47,7 @@ pub struct ReprocessOptions {
     pub spill_dir: PathBuf,
     pub chat: bool,
     pub include_direct: bool,
+    pub webhooks: Option<Webhooks>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +61,7 @@ pub struct OutputObject {
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordingResult {
     pub status: &'static str,
+    pub recording_id: String,
     pub session_id: String,
     pub room_id: String,
     pub started_at: String,
@@ -68,14 +72,51 @@ pub struct RecordingResult {
     pub profile: String,
     pub objects: Vec<OutputObject>,
     pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<DeliveryReport>,
 }
 
-/// Re-composites a session folder into the destination.
+/// Re-composites a session folder into the destination, with webhooks for start, success
+/// and failure.
 pub fn reprocess(dir: &Path, opts: &ReprocessOptions, progress: impl FnMut(u64, u64)) -> Result<RecordingResult, RecordingError> {
-    compose::init()?;
-    let profile = Profile::load(&opts.profile)?;
-    let session = session::files::load(dir)?;
-    record(&session, &profile, opts, progress)
+    let recording_id = random_id("rec");
+    let notifier = Notifier::start(opts.webhooks.clone(), &recording_id);
+    let mut loaded: Option<Session> = None;
+    let outcome = (|| {
+        compose::init()?;
+        let profile = Profile::load(&opts.profile)?;
+        let session = loaded.insert(session::files::load(dir)?);
+        notifier.started(session);
+        record(session, &profile, opts, &recording_id, progress)
+    })();
+    match (&outcome, &loaded) {
+        (Ok(result), Some(session)) => notifier.success(session, result, &opts.destination.describe()),
+        (Err(e), s) => notifier.failed(s.as_ref(), &classify(e)),
+        (Ok(_), None) => {}
+    }
+    let report = notifier.finish();
+    outcome.map(|mut r| {
+        r.webhooks = report;
+        r
+    })
+}
+
+/// Tells the customer's faults from internal ones, for `recording.failed`.
+pub fn classify(e: &RecordingError) -> Failure {
+    let (error_type, fault) = match e {
+        RecordingError::Session(_) => ("input_invalid", "customer"),
+        RecordingError::Profile(_) => ("configuration_invalid", "customer"),
+        RecordingError::Upload { fault: Some(f), .. } => match f {
+            DestinationFault::Permission => ("destination_permission_denied", "customer"),
+            DestinationFault::Missing => ("destination_missing", "customer"),
+            DestinationFault::Credentials => ("destination_credentials_invalid", "customer"),
+            DestinationFault::Unreachable => ("destination_unreachable", "internal"),
+        },
+        RecordingError::Upload { fault: None, .. } => ("upload_failed", "internal"),
+        RecordingError::Compose(_) | RecordingError::Partial { .. } => ("composition_failed", "internal"),
+        RecordingError::SpillDir { .. } | RecordingError::Spill(_) => ("local_storage_failed", "internal"),
+    };
+    Failure { error_type, fault, message: e.to_string() }
 }
 
 /// Composites `session`, spills it encrypted, uploads and confirms, then wipes the spill.
@@ -83,6 +124,7 @@ pub fn record(
     session: &Session,
     profile: &Profile,
     opts: &ReprocessOptions,
+    recording_id: &str,
     progress: impl FnMut(u64, u64),
 ) -> Result<RecordingResult, RecordingError> {
     prepare_spill_dir(&opts.spill_dir)?;
@@ -148,6 +190,7 @@ pub fn record(
 
     Ok(RecordingResult {
         status: "success",
+        recording_id: recording_id.to_owned(),
         session_id: session.session_id.clone(),
         room_id: session.room_id.clone(),
         started_at: rfc3339(session.started_at),
@@ -158,6 +201,7 @@ pub fn record(
         profile: profile.name.clone(),
         objects,
         warnings: report.warnings,
+        webhooks: None,
     })
 }
 
@@ -170,9 +214,20 @@ fn upload_then_wipe(dest: &Destination, key: &str, content_type: &str, spill: &S
         }
         Err(PutFailure { error, complete: Some(_) }) => {
             let _ = spill::shred(spill.path());
-            Err(RecordingError::Upload { key: key.into(), message: format!("{error} (the object is complete at the destination)") })
+            let fault = fault_of(&error);
+            Err(RecordingError::Upload { key: key.into(), message: format!("{error} (the object is complete at the destination)"), fault })
         }
-        Err(PutFailure { error, complete: None }) => Err(RecordingError::Upload { key: key.into(), message: error.to_string() }),
+        Err(PutFailure { error, complete: None }) => {
+            let fault = fault_of(&error);
+            Err(RecordingError::Upload { key: key.into(), message: error.to_string(), fault })
+        }
+    }
+}
+
+fn fault_of(e: &UploadError) -> Option<DestinationFault> {
+    match e {
+        UploadError::Destination { fault, .. } => Some(*fault),
+        UploadError::Spill(_) => None,
     }
 }
 

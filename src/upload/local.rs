@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ring::digest::{Context, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{PutFailure, StoredObject, UploadError};
+use super::{DestinationFault, PutFailure, StoredObject, UploadError};
 use crate::privacy::hex;
 use crate::spill::{SpillKey, SpillReader};
 
@@ -37,13 +37,16 @@ impl LocalDir {
 
     pub fn put(&self, key: &str, content_type: &str, spill: &Path, spill_key: &SpillKey) -> Result<StoredObject, PutFailure> {
         let dest = self.root.display().to_string();
-        let fail = |message: String| PutFailure::from(UploadError::Destination { dest: dest.clone(), message });
+        let fail = |message: String, e: &std::io::Error| {
+            PutFailure::from(UploadError::Destination { dest: dest.clone(), message: format!("{message}: {e}"), fault: DestinationFault::from_io(e.kind()) })
+        };
         let target = self.root.join(key);
-        let parent = target.parent().ok_or_else(|| fail(format!("object key `{key}` has no parent folder")))?;
-        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create folder {}: {e}", parent.display())))?;
+        let no_parent = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no parent folder");
+        let parent = target.parent().ok_or_else(|| fail(format!("object key `{key}`"), &no_parent))?;
+        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create folder {}", parent.display()), &e))?;
         let file_name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut rnd = [0u8; 8];
-        SystemRandom::new().fill(&mut rnd).map_err(|_| fail("system random generator failed".into()))?;
+        SystemRandom::new().fill(&mut rnd).map_err(|_| fail("random".into(), &std::io::Error::other("system random generator failed")))?;
         let temp = parent.join(format!(".{file_name}.partial-{}", hex(&rnd)));
 
         let written = (|| -> Result<(u64, String), PutFailure> {
@@ -52,16 +55,16 @@ impl LocalDir {
                 .create_new(true)
                 .mode(0o600)
                 .open(&temp)
-                .map_err(|e| fail(format!("cannot create {}: {e}", temp.display())))?;
+                .map_err(|e| fail(format!("cannot create {}", temp.display()), &e))?;
             let mut reader = SpillReader::open(spill, spill_key).map_err(UploadError::from)?;
             let mut hash = Context::new(&SHA256);
             let mut size = 0u64;
             while let Some(chunk) = reader.next_chunk().map_err(UploadError::from)? {
-                out.write_all(&chunk).map_err(|e| fail(format!("write {}: {e}", temp.display())))?;
+                out.write_all(&chunk).map_err(|e| fail(format!("write {}", temp.display()), &e))?;
                 hash.update(&chunk);
                 size += chunk.len() as u64;
             }
-            out.sync_all().map_err(|e| fail(format!("fsync {}: {e}", temp.display())))?;
+            out.sync_all().map_err(|e| fail(format!("fsync {}", temp.display()), &e))?;
             Ok((size, hex(hash.finish().as_ref())))
         })();
         let (size, sha256) = match written {
@@ -73,7 +76,7 @@ impl LocalDir {
         };
         if let Err(e) = std::fs::rename(&temp, &target) {
             let _ = std::fs::remove_file(&temp);
-            return Err(fail(format!("cannot rename into {}: {e}", target.display())));
+            return Err(fail(format!("cannot rename into {}", target.display()), &e));
         }
         let object = StoredObject {
             key: key.to_owned(),
@@ -84,11 +87,15 @@ impl LocalDir {
         };
         let landed = std::fs::metadata(&target).map(|m| m.len() == size).unwrap_or(false);
         if !landed {
-            return Err(fail(format!("{} does not have the expected size after rename", target.display())));
+            return Err(fail(format!("{}", target.display()), &std::io::Error::other("wrong size after rename")));
         }
         if let Err(e) = std::fs::File::open(parent).and_then(|d| d.sync_all()) {
             return Err(PutFailure {
-                error: UploadError::Destination { dest, message: format!("fsync folder {}: {e}", parent.display()) },
+                error: UploadError::Destination {
+                    dest,
+                    message: format!("fsync folder {}: {e}", parent.display()),
+                    fault: DestinationFault::from_io(e.kind()),
+                },
                 complete: Some(object),
             });
         }

@@ -20,10 +20,34 @@ pub struct StoredObject {
     pub content_type: String,
 }
 
+/// Whose fault a destination error is, for `recording.failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationFault {
+    /// The credentials may not write there.
+    Permission,
+    /// The bucket or folder does not exist.
+    Missing,
+    /// The credentials were refused.
+    Credentials,
+    /// The destination could not be reached or failed (may be transient).
+    Unreachable,
+}
+
+impl DestinationFault {
+    pub fn from_io(kind: std::io::ErrorKind) -> Self {
+        match kind {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => Self::Permission,
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Self::Missing,
+            _ => Self::Unreachable,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("destination {dest}: {message}")]
-    Destination { dest: String, message: String },
+    Destination { dest: String, message: String, fault: DestinationFault },
     #[error(transparent)]
     Spill(#[from] crate::spill::SpillError),
 }
@@ -52,6 +76,13 @@ impl Destination {
         // Never echo a query string: it may carry a SAS token.
         let shown = url.split('?').next().unwrap_or_default().to_owned();
         Err(DestinationError::Unsupported(shown))
+    }
+
+    /// The destination as shown in results and webhooks: no credentials, no query.
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Local(d) => format!("file://{}", d.root().display()),
+        }
     }
 
     /// The key prefix configured in the destination URL ("" for none).
