@@ -142,14 +142,8 @@ fn signed_webhooks_and_phi_free_output() {
     all.extend(args.iter().map(String::as_str));
     let dest = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let out = veil()
+    let out = reprocess_cmd(session.path(), dest.path(), spill.path())
         .env("VEIL_LOG", "veil=trace")
-        .arg("reprocess")
-        .arg(session.path())
-        .arg("--dest")
-        .arg(format!("file://{}", dest.path().display()))
-        .arg("--spill-dir")
-        .arg(spill.path())
         .args(&all)
         .output()
         .unwrap();
@@ -221,13 +215,7 @@ fn receiver_down_then_up_gets_every_event_in_order() {
     let spill = tempfile::tempdir().unwrap();
     let mut args = webhook_args(&tls, port, outbox.path());
     args.extend(["--webhook-max-attempts".into(), "30".into()]);
-    let child = veil()
-        .arg("reprocess")
-        .arg(session())
-        .arg("--dest")
-        .arg(format!("file://{}", dest.path().display()))
-        .arg("--spill-dir")
-        .arg(spill.path())
+    let child = reprocess_cmd(session(), dest.path(), spill.path())
         .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -257,13 +245,7 @@ fn worker_killed_before_delivery_delivers_on_restart() {
     let outbox = tempfile::tempdir().unwrap();
     let dest = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let mut child = veil()
-        .arg("reprocess")
-        .arg(session())
-        .arg("--dest")
-        .arg(format!("file://{}", dest.path().display()))
-        .arg("--spill-dir")
-        .arg(spill.path())
+    let mut child = reprocess_cmd(session(), dest.path(), spill.path())
         .args(webhook_args(&tls, port, outbox.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -52,19 +52,17 @@ pub struct Run {
     pub spill: tempfile::TempDir,
 }
 
+/// `veil reprocess SESSION --dest file://DEST --spill-dir SPILL`, ready for more arguments.
+pub fn reprocess_cmd(session: &Path, dest: &Path, spill: &Path) -> Command {
+    let mut c = veil();
+    c.arg("reprocess").arg(session).arg("--dest").arg(format!("file://{}", dest.display())).arg("--spill-dir").arg(spill);
+    c
+}
+
 pub fn reprocess(session: &Path, extra: &[&str]) -> Run {
     let dest = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let out = veil()
-        .arg("reprocess")
-        .arg(session)
-        .arg("--dest")
-        .arg(format!("file://{}", dest.path().display()))
-        .arg("--spill-dir")
-        .arg(spill.path())
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = reprocess_cmd(session, dest.path(), spill.path()).args(extra).output().unwrap();
     Run { out, dest, spill }
 }
 
