@@ -289,11 +289,18 @@ impl Compositor {
             if let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data {
                 let buf = buf.make_mut();
                 if let Ok(mut map) = buf.map_writable() {
-                    let bytes = map.as_mut_slice();
-                    let mut samples: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                    limiter.lock().unwrap().process(&mut samples, 2);
-                    for (b, s) in bytes.chunks_exact_mut(4).zip(samples) {
-                        b.copy_from_slice(&s.to_le_bytes());
+                    // SAFETY: any bit pattern is a valid f32; align_to_mut only hands out the
+                    // correctly aligned middle part. F32LE on a little-endian host is native.
+                    let (head, samples, tail) = unsafe { map.as_mut_slice().align_to_mut::<f32>() };
+                    if head.is_empty() && tail.is_empty() && cfg!(target_endian = "little") {
+                        limiter.lock().unwrap().process(samples, 2);
+                    } else {
+                        let bytes = map.as_mut_slice();
+                        let mut copy: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                        limiter.lock().unwrap().process(&mut copy, 2);
+                        for (b, s) in bytes.chunks_exact_mut(4).zip(copy) {
+                            b.copy_from_slice(&s.to_le_bytes());
+                        }
                     }
                 }
             }
