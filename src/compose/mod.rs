@@ -412,13 +412,16 @@ impl Compositor {
                     let caps = capsfilter(raw_audio_caps())?;
                     add_chain(&pipeline, &[q.clone(), conv, res, caps.clone()])?;
                     to_mixer(&caps, &amix, track.start_ms)?;
-                    let sh = shared.clone();
-                    let level: Box<dyn Fn(u64, f32) + Send + Sync> = Box::new(move |t, rms| {
-                        if let Ok(mut s) = sh.lock() {
-                            s.speaker.update(pi, t, rms);
-                        }
+                    // Audio levels are measured only when the layout uses them.
+                    let level = (opts.layout == LayoutMode::Speaker).then(|| {
+                        let sh = shared.clone();
+                        Box::new(move |t, rms| {
+                            if let Ok(mut s) = sh.lock() {
+                                s.speaker.update(pi, t, rms);
+                            }
+                        }) as Box<dyn Fn(u64, f32) + Send + Sync>
                     });
-                    gate(&caps.static_pad("src").unwrap(), track.start_ms, presence, last_ms.clone(), Some(level));
+                    gate(&caps.static_pad("src").unwrap(), track.start_ms, presence, last_ms.clone(), level);
                     audio_in = q.static_pad("sink");
                 }
                 connect_decodebin(&decodebin, video_in.clone(), audio_in.clone());
@@ -479,6 +482,7 @@ impl Compositor {
             }
         }
         let scene = Scene { tiles, area, mode: opts.layout };
+        let applied: Mutex<Vec<Option<Option<Rect>>>> = Mutex::new(vec![None; tile_pads.len()]);
         comp.connect("samples-selected", false, move |args| {
             let seg = args.get(1).and_then(|v| v.get::<gst::Segment>().ok());
             let pts = args.get(2).and_then(|v| v.get::<u64>().ok());
@@ -488,13 +492,21 @@ impl Compositor {
                     .and_then(|s| s.to_running_time(gst::ClockTime::from_nseconds(pts)))
                     .map(|rt| rt.mseconds())
                     .unwrap_or(0);
-                let speaker = shared.lock().ok().and_then(|mut s| s.speaker.current_at(t));
-                let visible = scene.at(t, speaker);
+                let speaker = match scene.mode {
+                    LayoutMode::Speaker => shared.lock().ok().and_then(|mut s| s.speaker.current_at(t)),
+                    _ => None,
+                };
                 let mut shown = vec![None; tile_pads.len()];
-                for (i, r) in visible {
+                for (i, r) in scene.at(t, speaker) {
                     shown[i] = Some(r);
                 }
-                for (pads, rect) in tile_pads.iter().zip(shown) {
+                // Pad properties are set only for tiles whose placement changed since the last frame.
+                let Ok(mut applied) = applied.lock() else { return None };
+                for ((pads, rect), last) in tile_pads.iter().zip(shown).zip(applied.iter_mut()) {
+                    if *last == Some(rect) {
+                        continue;
+                    }
+                    *last = Some(rect);
                     for p in pads {
                         match rect {
                             Some(r) => {
