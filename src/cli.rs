@@ -4,6 +4,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,6 +38,20 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// Deliver the webhooks still pending in the outbox (left by an interrupted run).
     WebhookDeliver(DeliverArgs),
+    /// Check a destination: a probe write must succeed; a read, a head and a list must fail.
+    VerifyBucket(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Destination URL, e.g. s3://bucket/prefix (credentials from the environment).
+    pub dest: String,
+    /// Refuse credentials that can read, head or list (HIPAA workspaces need write-only).
+    #[arg(long)]
+    pub hipaa: bool,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -72,9 +89,17 @@ pub struct DeliverArgs {
 pub struct ReprocessArgs {
     /// Session folder holding session.json, the track files and the chat log.
     pub session_dir: PathBuf,
-    /// Destination URL, e.g. file:///abs/dir.
+    /// Destination URL: s3://bucket/prefix (credentials from the AWS environment) or
+    /// file:///abs/dir.
     #[arg(long)]
     pub dest: Option<String>,
+    /// Upload part size in MiB (S3: at least 5).
+    #[arg(long, default_value_t = 8)]
+    pub part_size_mib: usize,
+    /// Seconds the destination may keep failing before the recording is given up and its
+    /// encrypted spill shredded.
+    #[arg(long, default_value_t = 3600)]
+    pub upload_retention_s: u64,
     #[arg(long, value_enum, default_value_t = LayoutMode::Auto)]
     pub layout: LayoutMode,
     /// Encoder/muxer profile: a name from pipelines/ or a path to a .toml file.
@@ -101,7 +126,60 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Reprocess(a) => reprocess(a),
         Command::WebhookDeliver(a) => deliver(a),
+        Command::VerifyBucket(a) => verify_bucket(a),
     }
+}
+
+/// Set by SIGINT/SIGTERM; copied into the recording's cancel flag.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C or SIGTERM cancels: the pipeline stops, the upload is aborted, the spill shredded.
+fn cancel_on_signals() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let f = flag.clone();
+    std::thread::spawn(move || loop {
+        if SIGNALLED.load(Ordering::SeqCst) {
+            f.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    });
+    flag
+}
+
+/// Exit status for a cancelled run (128 + SIGINT, as shells report it).
+pub const EXIT_CANCELLED: i32 = 130;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled: nothing was delivered; the partial upload was aborted and the spill shredded")]
+pub struct Cancelled;
+
+fn verify_bucket(a: VerifyArgs) -> anyhow::Result<()> {
+    let dest = Destination::parse(&a.dest)?;
+    let verdict = veil::upload::verify::verify(&dest)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        print!("{}", verdict.table());
+    }
+    if a.hipaa && !verdict.write_only {
+        let allowed: Vec<_> = verdict.checks.iter().filter(|c| c.allowed && c.operation != "write").map(|c| c.operation).collect();
+        anyhow::bail!(
+            "hipaa enabled: the credentials for {} can {} objects; a HIPAA workspace needs write-only credentials",
+            verdict.destination,
+            allowed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -158,7 +236,8 @@ fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
         outputs: &[],
     })?;
     let dest = a.dest.as_deref().ok_or_else(|| anyhow::anyhow!("--dest is required (e.g. file:///abs/dir)"))?;
-    let destination = Destination::parse(dest)?;
+    let mut destination = Destination::parse(dest)?;
+    destination.set_part_size(a.part_size_mib.saturating_mul(1 << 20));
     let webhooks = match &a.webhook.webhook_url {
         None => None,
         Some(url) => {
@@ -179,6 +258,11 @@ fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
         spill_dir: a.spill_dir.unwrap_or_else(recording::default_spill_dir),
         chat: !a.no_chat,
         include_direct: a.include_direct,
+        retry: veil::upload::stream::RetryPolicy {
+            retention: std::time::Duration::from_secs(a.upload_retention_s),
+            ..Default::default()
+        },
+        cancel: cancel_on_signals(),
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(1000);
@@ -201,6 +285,9 @@ fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if matches!(result, Err(recording::RecordingError::Cancelled)) {
+        return Err(Cancelled.into());
     }
     let result = result.with_context(|| format!("reprocess {}", a.session_dir.display()))?;
     println!("{}", serde_json::to_string_pretty(&result)?);

@@ -12,10 +12,13 @@ use serde::Serialize;
 
 use crate::compose::{self, chat, layout::LayoutMode, profile::Profile, Compositor};
 use crate::notify::{Failure, Notifier, Webhooks};
-use crate::privacy::hex;
 use crate::session::{self, Session};
-use crate::spill::{self, SpillKey, SpillWriter};
-use crate::upload::{object_key, Destination, DestinationFault, PutFailure, StoredObject, UploadError};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use crate::spill::{self, SpillKey};
+use crate::upload::stream::{ObjectStream, RetryPolicy, StreamError};
+use crate::upload::{object_key, Destination, DestinationFault, StoredObject};
 use crate::webhook::{random_id, DeliveryReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +29,16 @@ pub enum RecordingError {
     Profile(#[from] compose::profile::ProfileError),
     #[error(transparent)]
     Compose(#[from] compose::ComposeError),
-    #[error("{source} (the part recorded before the failure was delivered as {key})")]
-    Partial { source: compose::ComposeError, key: String },
+    #[error("{cause} (the part recorded before the failure was delivered as {key})")]
+    Partial { cause: compose::ComposeError, key: String },
     #[error("spill folder {path}: {message}")]
     SpillDir { path: PathBuf, message: String },
     #[error(transparent)]
     Spill(#[from] spill::SpillError),
-    #[error("upload of {key} failed: {message} (the encrypted spill was kept)")]
-    Upload { key: String, message: String, fault: Option<DestinationFault> },
+    #[error("upload of {key} failed: {cause}")]
+    Upload { key: String, cause: StreamError },
+    #[error("cancelled: nothing was delivered; the partial upload was aborted and the spill shredded")]
+    Cancelled,
 }
 
 const SEAL_BYTES: usize = 256 * 1024;
@@ -48,6 +53,9 @@ pub struct ReprocessOptions {
     pub chat: bool,
     pub include_direct: bool,
     pub webhooks: Option<Webhooks>,
+    pub retry: RetryPolicy,
+    /// Set (by a signal handler) to cancel the recording.
+    pub cancel: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,20 +114,23 @@ pub fn classify(e: &RecordingError) -> Failure {
     let (error_type, fault) = match e {
         RecordingError::Session(_) => ("input_invalid", "customer"),
         RecordingError::Profile(_) => ("configuration_invalid", "customer"),
-        RecordingError::Upload { fault: Some(f), .. } => match f {
-            DestinationFault::Permission => ("destination_permission_denied", "customer"),
-            DestinationFault::Missing => ("destination_missing", "customer"),
-            DestinationFault::Credentials => ("destination_credentials_invalid", "customer"),
-            DestinationFault::Unreachable => ("destination_unreachable", "internal"),
+        RecordingError::Upload { cause, .. } => match cause.upload_error().and_then(|u| u.fault()) {
+            Some(DestinationFault::Permission) => ("destination_permission_denied", "customer"),
+            Some(DestinationFault::Missing) => ("destination_missing", "customer"),
+            Some(DestinationFault::Credentials) => ("destination_credentials_invalid", "customer"),
+            Some(DestinationFault::Unreachable) => ("destination_unreachable", "internal"),
+            Some(DestinationFault::Rejected) => ("destination_rejected", "internal"),
+            None => ("upload_failed", "internal"),
         },
-        RecordingError::Upload { fault: None, .. } => ("upload_failed", "internal"),
         RecordingError::Compose(_) | RecordingError::Partial { .. } => ("composition_failed", "internal"),
         RecordingError::SpillDir { .. } | RecordingError::Spill(_) => ("local_storage_failed", "internal"),
+        RecordingError::Cancelled => ("cancelled", "internal"),
     };
     Failure { error_type, fault, message: e.to_string() }
 }
 
-/// Composites `session`, spills it encrypted, uploads and confirms, then wipes the spill.
+/// Composites `session` into the destination: every byte goes through the encrypted spill
+/// and streams to the destination while the recording runs; confirmed parts are wiped.
 pub fn record(
     session: &Session,
     profile: &Profile,
@@ -131,59 +142,86 @@ pub fn record(
     let dest = &opts.destination;
     let key = SpillKey::generate()?;
     let mut objects = Vec::new();
-
-    // Chat CSV first: it is known up front and goes through the spill like the video.
-    let chat_spill = match (&session.chat, opts.chat) {
-        (Some(messages), true) => {
-            let csv = zeroize::Zeroizing::new(chat::csv(&chat::recorded(messages, opts.include_direct), session.started_at));
-            let mut w = SpillWriter::create(&spill_path(&opts.spill_dir)?, &key)?;
-            w.write(csv.as_bytes())?;
-            w.finish()?;
-            Some(w)
+    let stream = |object_key: &str, content_type: &str| {
+        let (d, k, ct) = (dest.clone(), object_key.to_owned(), content_type.to_owned());
+        ObjectStream::start(Box::new(move || d.begin(&k, &ct)), dest.part_size(), &opts.spill_dir, &key, opts.retry, opts.cancel.clone())
+    };
+    let video_key = object_key(dest.prefix(), "composite", &session.room_id, session.started_at, &profile.extension);
+    let upload_err = |key: &str| {
+        let key = key.to_owned();
+        move |source: StreamError| match source {
+            StreamError::Cancelled => RecordingError::Cancelled,
+            cause => RecordingError::Upload { key, cause },
         }
-        _ => None,
     };
 
-    // Composite into the video spill.
-    let mut video = SpillWriter::create(&spill_path(&opts.spill_dir)?, &key)?;
-    let video_path = video.path().to_owned();
-    let shared_writer = std::sync::Arc::new(std::sync::Mutex::new(video));
-    let sink_writer = shared_writer.clone();
+    // The video streams from its first muxed bytes. The sink seals a spill chunk at least
+    // every second or 256 KiB, so ciphertext reaches the disk while recording and a crash
+    // loses little; whole parts go to the uploader as they fill.
+    let out: Arc<Mutex<Option<ObjectStream>>> = Arc::default();
+    let sink_out = out.clone();
+    let start_video = {
+        let video_key = video_key.clone();
+        let content_type = profile.content_type.clone();
+        let stream = &stream;
+        move || stream(&video_key, &content_type)
+    };
     let compose_opts = compose::Options {
         layout: opts.layout,
         profile: profile.clone(),
         chat_panel: opts.chat,
         include_direct: opts.include_direct,
     };
-    // Seal a chunk at least every second or 256 KiB, so ciphertext reaches the disk (and,
-    // later, the uploader) while recording, and a crash loses little.
     let mut last_seal = std::time::Instant::now();
     let sink = move |bytes: &[u8]| -> Result<(), String> {
-        let mut w = sink_writer.lock().map_err(|_| "spill lock poisoned".to_string())?;
-        w.write(bytes).map_err(|e| e.to_string())?;
-        if w.buffered() >= SEAL_BYTES || last_seal.elapsed() >= SEAL_INTERVAL {
-            w.flush().map_err(|e| e.to_string())?;
+        let mut guard = sink_out.lock().map_err(|_| "output lock poisoned".to_string())?;
+        let s = guard.as_mut().ok_or("the upload was not started")?;
+        s.write(bytes).map_err(|e| e.to_string())?;
+        if s.buffered() >= SEAL_BYTES || last_seal.elapsed() >= SEAL_INTERVAL {
+            s.flush().map_err(|e| e.to_string())?;
             last_seal = std::time::Instant::now();
         }
         Ok(())
     };
-    let compositor = Compositor::build(session, &compose_opts, Box::new(sink))?;
-    let composed = compositor.run(progress);
-    video = std::sync::Arc::try_unwrap(shared_writer)
-        .map_err(|_| spill::SpillError::Finished { path: video_path.clone() })?
-        .into_inner()
-        .map_err(|_| spill::SpillError::Finished { path: video_path.clone() })?;
-    // Even a failed composite leaves a playable fragmented MP4: seal and deliver what exists.
-    video.finish()?;
-
-    let video_key = object_key(dest.prefix(), "composite", &session.room_id, session.started_at, &profile.extension);
-    let video_obj = upload_then_wipe(dest, &video_key, &profile.content_type, &video, &key)?;
+    let composed = Compositor::build(session, &compose_opts, Box::new(sink)).map(|compositor| {
+        // The upload begins as the pipeline starts producing bytes.
+        *out.lock().unwrap() = Some(start_video());
+        compositor.run(&opts.cancel, progress)
+    });
+    let video = out.lock().ok().and_then(|mut o| o.take());
+    let composed = match composed {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(v) = video {
+                v.abort();
+            }
+            return Err(e.into());
+        }
+    };
+    let Some(video) = video else {
+        return Err(RecordingError::Upload { key: video_key, cause: StreamError::Stopped });
+    };
+    if matches!(composed, Err(compose::ComposeError::Cancelled)) {
+        video.abort();
+        return Err(RecordingError::Cancelled);
+    }
+    // An upload failure also stops the pipeline (the sink refuses bytes): report the upload's
+    // error, which says what to fix, rather than the pipeline's.
+    if video.stopped() {
+        return Err(video.finish().map_err(upload_err(&video_key)).err().unwrap_or(RecordingError::Cancelled));
+    }
+    // Even a failed composite leaves a playable fragmented MP4: deliver what exists.
+    let video_obj = video.finish().map_err(upload_err(&video_key))?;
     objects.push(OutputObject { kind: "composite", object: video_obj });
-    let report = composed.map_err(|source| RecordingError::Partial { source, key: video_key.clone() })?;
+    let report = composed.map_err(|cause| RecordingError::Partial { cause, key: video_key.clone() })?;
 
-    if let Some(w) = &chat_spill {
+    // The chat CSV is known once the session is; it takes the same path as the video.
+    if let (Some(messages), true) = (&session.chat, opts.chat) {
         let chat_key = object_key(dest.prefix(), "chat", &session.room_id, session.started_at, "csv");
-        let o = upload_then_wipe(dest, &chat_key, "text/csv; charset=utf-8", w, &key)?;
+        let csv = zeroize::Zeroizing::new(chat::csv(&chat::recorded(messages, opts.include_direct), session.started_at));
+        let mut s = stream(&chat_key, "text/csv; charset=utf-8");
+        s.write(csv.as_bytes()).map_err(upload_err(&chat_key))?;
+        let o = s.finish().map_err(upload_err(&chat_key))?;
         objects.push(OutputObject { kind: "chat", object: o });
     }
     drop(key); // zeroized
@@ -203,32 +241,6 @@ pub fn record(
         warnings: report.warnings,
         webhooks: None,
     })
-}
-
-/// Uploads one finished spill; deletes it only when the destination holds the whole object.
-fn upload_then_wipe(dest: &Destination, key: &str, content_type: &str, spill: &SpillWriter, spill_key: &SpillKey) -> Result<StoredObject, RecordingError> {
-    match dest.put(key, content_type, spill.path(), spill_key) {
-        Ok(o) => {
-            let _ = spill::shred(spill.path());
-            Ok(o)
-        }
-        Err(PutFailure { error, complete: Some(_) }) => {
-            let _ = spill::shred(spill.path());
-            let fault = fault_of(&error);
-            Err(RecordingError::Upload { key: key.into(), message: format!("{error} (the object is complete at the destination)"), fault })
-        }
-        Err(PutFailure { error, complete: None }) => {
-            let fault = fault_of(&error);
-            Err(RecordingError::Upload { key: key.into(), message: error.to_string(), fault })
-        }
-    }
-}
-
-fn fault_of(e: &UploadError) -> Option<DestinationFault> {
-    match e {
-        UploadError::Destination { fault, .. } => Some(*fault),
-        UploadError::Spill(_) => None,
-    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -269,12 +281,4 @@ fn prepare_spill_dir(dir: &Path) -> Result<(), RecordingError> {
         tracing::info!(count = stale, "removed spill files left by an interrupted run (unreadable without their key)");
     }
     Ok(())
-}
-
-/// A fresh random spill file name: no room, peer or session names on disk.
-fn spill_path(dir: &Path) -> Result<PathBuf, RecordingError> {
-    use ring::rand::SecureRandom;
-    let mut id = [0u8; 12];
-    ring::rand::SystemRandom::new().fill(&mut id).map_err(|_| spill::SpillError::Random)?;
-    Ok(dir.join(format!("{}.spill", hex(&id))))
 }

@@ -62,6 +62,8 @@ pub enum ComposeError {
     Pipeline(String),
     #[error("the output sink failed: {0}")]
     Sink(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Initialises GStreamer once. Also makes sure the registry does not fork a scanner that
@@ -529,13 +531,17 @@ impl Compositor {
 
     /// Runs the pipeline to the end. `progress(position_ms, duration_ms)` is called a few
     /// times a second. A track that fails to decode ends that track; anything else is fatal.
-    pub fn run(self, mut progress: impl FnMut(u64, u64)) -> Result<Report, ComposeError> {
+    /// Plays the pipeline to its end. `cancel` stops it early with [`ComposeError::Cancelled`].
+    pub fn run(self, cancel: &std::sync::atomic::AtomicBool, mut progress: impl FnMut(u64, u64)) -> Result<Report, ComposeError> {
         let mut warnings = Vec::new();
         let bus = self.pipeline.bus().expect("pipeline has a bus");
         self.pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| ComposeError::Pipeline(self.first_error(&bus).unwrap_or_else(|| "failed to start".into())))?;
         let result = loop {
+            if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                break Err(ComposeError::Cancelled);
+            }
             let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
                 if let Some(pos) = self.pipeline.query_position::<gst::ClockTime>() {
                     progress(pos.mseconds().min(self.duration_ms), self.duration_ms);

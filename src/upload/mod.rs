@@ -1,15 +1,16 @@
-//! Uploaders: move a finished spill into its destination and confirm it landed.
-//! One trait, one module per destination. Uploaders only ever write to the destination:
-//! no read, head or list calls (the local folder's own `stat` after rename is the exception,
-//! as it is the operator's disk, not a customer bucket).
+//! Uploaders: stream a recording into its destination part by part and confirm it landed.
+//! One trait ([`ObjectUpload`]), one module per destination, and [`stream`], the driver that
+//! feeds parts from the encrypted spill, retries and resumes, and wipes what is confirmed.
+//! Uploaders only ever write to the destination: no read, head or list calls (the local
+//! folder's own `stat` after rename is the exception, as it is the operator's disk, not a
+//! customer bucket; `verify` is the one command that probes reads, on purpose).
 
 pub mod local;
-
-use std::path::Path;
+pub mod s3;
+pub mod stream;
+pub mod verify;
 
 use serde::Serialize;
-
-use crate::spill::SpillKey;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredObject {
@@ -18,6 +19,8 @@ pub struct StoredObject {
     pub size: u64,
     pub sha256: String,
     pub content_type: String,
+    /// What the destination's completion response proved.
+    pub confirmed_by: String,
 }
 
 /// Whose fault a destination error is, for `recording.failed`.
@@ -30,8 +33,10 @@ pub enum DestinationFault {
     Missing,
     /// The credentials were refused.
     Credentials,
-    /// The destination could not be reached or failed (may be transient).
+    /// The destination could not be reached or failed (transient: retried).
     Unreachable,
+    /// The destination refused the request for another reason (not retried).
+    Rejected,
 }
 
 impl DestinationFault {
@@ -52,36 +57,97 @@ pub enum UploadError {
     Spill(#[from] crate::spill::SpillError),
 }
 
+impl UploadError {
+    /// Worth retrying: timeouts, 5xx, throttling and connection errors.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, UploadError::Destination { fault: DestinationFault::Unreachable, .. })
+    }
+    pub fn fault(&self) -> Option<DestinationFault> {
+        match self {
+            UploadError::Destination { fault, .. } => Some(*fault),
+            UploadError::Spill(_) => None,
+        }
+    }
+}
+
+/// One object being written. Parts are numbered from 1 and sent in order; a part may be sent
+/// again after an error (it replaces the earlier attempt). `put_part` returns only once the
+/// destination has confirmed the part.
+pub trait ObjectUpload: Send {
+    fn put_part(&mut self, number: u32, data: &[u8]) -> Result<(), UploadError>;
+    /// Finishes the object and checks the destination's confirmation. `size` and `sha256`
+    /// are computed locally over everything sent.
+    fn complete(&mut self, size: u64, sha256: &str) -> Result<StoredObject, UploadError>;
+    /// Best effort: discard what was sent (cancel).
+    fn abort(&mut self);
+}
+
 /// Where recordings go, parsed from a destination URL.
 #[derive(Debug, Clone)]
 pub enum Destination {
     Local(local::LocalDir),
+    S3(s3::S3Dest),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
-    #[error("destination `{0}`: expected file:///absolute/dir (s3://, gs:// and Azure URLs are not supported by this version)")]
+    #[error("destination `{0}`: expected s3://bucket/prefix or file:///absolute/dir (gs:// and Azure URLs are not supported by this version)")]
     Unsupported(String),
     #[error("destination `{url}`: {message}")]
     Invalid { url: String, message: String },
 }
 
 impl Destination {
+    /// Parses a destination URL; credentials come from the process environment.
     pub fn parse(url: &str) -> Result<Self, DestinationError> {
-        if let Some(rest) = url.strip_prefix("file://") {
-            return local::LocalDir::parse(rest)
-                .map(Destination::Local)
-                .map_err(|message| DestinationError::Invalid { url: url.into(), message });
-        }
+        Self::parse_with_env(url, &|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn parse_with_env(url: &str, env: s3::Env) -> Result<Self, DestinationError> {
         // Never echo a query string: it may carry a SAS token.
         let shown = url.split('?').next().unwrap_or_default().to_owned();
+        let invalid = |message| DestinationError::Invalid { url: shown.clone(), message };
+        if let Some(rest) = url.strip_prefix("file://") {
+            return local::LocalDir::parse(rest).map(Destination::Local).map_err(invalid);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return s3::S3Dest::parse(rest, env).map(Destination::S3).map_err(invalid);
+        }
         Err(DestinationError::Unsupported(shown))
+    }
+
+    /// Sets the part size (clamped to what the destination accepts).
+    pub fn set_part_size(&mut self, bytes: usize) {
+        match self {
+            Destination::Local(d) => d.part_size = bytes.max(1),
+            Destination::S3(d) => d.part_size = bytes.max(s3::MIN_PART),
+        }
+    }
+
+    pub fn part_size(&self) -> usize {
+        match self {
+            Destination::Local(d) => d.part_size,
+            Destination::S3(d) => d.part_size,
+        }
+    }
+
+    /// Starts writing one object.
+    pub fn begin(&self, key: &str, content_type: &str) -> Result<Box<dyn ObjectUpload>, UploadError> {
+        Ok(match self {
+            Destination::Local(d) => Box::new(d.begin(key, content_type)?),
+            Destination::S3(d) => Box::new(d.begin(key, content_type)?),
+        })
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Destination::Local(_))
     }
 
     /// The destination as shown in results and webhooks: no credentials, no query.
     pub fn describe(&self) -> String {
         match self {
             Destination::Local(d) => format!("file://{}", d.root().display()),
+            Destination::S3(d) => d.describe(),
         }
     }
 
@@ -89,28 +155,8 @@ impl Destination {
     pub fn prefix(&self) -> &str {
         match self {
             Destination::Local(_) => "",
+            Destination::S3(d) => &d.prefix,
         }
-    }
-
-    /// Decrypts `spill` into the destination under `key` and confirms it.
-    pub fn put(&self, key: &str, content_type: &str, spill: &Path, spill_key: &SpillKey) -> Result<StoredObject, PutFailure> {
-        match self {
-            Destination::Local(d) => d.put(key, content_type, spill, spill_key),
-        }
-    }
-}
-
-/// A failed put. `complete` says whether the destination nevertheless holds the whole
-/// object (then the spill may go); otherwise the spill must stay.
-#[derive(Debug)]
-pub struct PutFailure {
-    pub error: UploadError,
-    pub complete: Option<StoredObject>,
-}
-
-impl From<UploadError> for PutFailure {
-    fn from(error: UploadError) -> Self {
-        Self { error, complete: None }
     }
 }
 

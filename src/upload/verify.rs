@@ -1,0 +1,102 @@
+//! `veil verify-bucket`: checks that a destination's credentials can write and nothing else.
+//! The one place veil issues read, head and list calls, on purpose, against a probe object
+//! it has just written; recordings never do.
+
+use serde::Serialize;
+
+use super::{Destination, UploadError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub operation: &'static str,
+    pub allowed: bool,
+    /// What the destination answered (status/code or the error), never a credential.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub destination: String,
+    pub probe_key: String,
+    pub checks: Vec<Check>,
+    /// Writes succeed and reads, heads and lists are all denied.
+    pub write_only: bool,
+}
+
+impl Verdict {
+    pub fn table(&self) -> String {
+        let mut s = format!("destination {}\nprobe object {}\n\n{:<8} {:<8} detail\n", self.destination, self.probe_key, "call", "result");
+        for c in &self.checks {
+            s.push_str(&format!("{:<8} {:<8} {}\n", c.operation, if c.allowed { "ALLOWED" } else { "denied" }, c.detail));
+        }
+        s.push_str(if self.write_only { "\nwrite-only: yes\n" } else { "\nwrite-only: NO\n" });
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the probe write failed: {0}")]
+    Write(UploadError),
+    #[error("{0} cannot be verified: only bucket destinations can")]
+    NotABucket(String),
+}
+
+/// Writes a probe object, then tries to read it, head it and list its prefix.
+pub fn verify(dest: &Destination) -> Result<Verdict, VerifyError> {
+    match dest {
+        Destination::S3(d) => s3(d),
+        Destination::Local(_) => Err(VerifyError::NotABucket(dest.describe())),
+    }
+}
+
+fn probe_key(prefix: &str) -> String {
+    let id = crate::webhook::random_id("probe");
+    if prefix.is_empty() { format!(".veil-verify/{id}.txt") } else { format!("{prefix}/.veil-verify/{id}.txt") }
+}
+
+const PROBE_BODY: &[u8] = b"veil verify-bucket probe: safe to delete\n";
+
+fn s3(d: &super::s3::S3Dest) -> Result<Verdict, VerifyError> {
+    use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+    let rt = super::s3::runtime(&d.describe()).map_err(VerifyError::Write)?;
+    let client = d.client();
+    let key = probe_key(&d.prefix);
+    let sum = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ring::digest::digest(&ring::digest::SHA256, PROBE_BODY));
+    rt.block_on(
+        client
+            .put_object()
+            .bucket(&d.bucket)
+            .key(&key)
+            .content_type("text/plain")
+            .checksum_sha256(sum)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(PROBE_BODY))
+            .send(),
+    )
+    .map_err(|e| VerifyError::Write(d.error("PutObject", "s3:PutObject", &key, e)))?;
+
+    fn outcome<T, E: ProvideErrorMetadata>(r: Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>) -> (bool, String) {
+        match r {
+            Ok(_) => (true, "succeeded".into()),
+            Err(SdkError::ServiceError(se)) => {
+                let status = se.raw().status().as_u16();
+                (false, format!("HTTP {status} {}", se.err().code().unwrap_or("")).trim_end().to_owned())
+            }
+            Err(e) => (false, format!("no answer ({})", short(&e.to_string()))),
+        }
+    }
+    let mut checks = vec![Check { operation: "write", allowed: true, detail: "PutObject succeeded".into() }];
+    let (a, detail) = outcome(rt.block_on(client.get_object().bucket(&d.bucket).key(&key).send()));
+    checks.push(Check { operation: "read", allowed: a, detail });
+    let (a, detail) = outcome(rt.block_on(client.head_object().bucket(&d.bucket).key(&key).send()));
+    checks.push(Check { operation: "head", allowed: a, detail });
+    let list_prefix = key.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
+    let (a, detail) = outcome(rt.block_on(client.list_objects_v2().bucket(&d.bucket).prefix(list_prefix).max_keys(1).send()));
+    checks.push(Check { operation: "list", allowed: a, detail });
+    let write_only = checks.iter().all(|c| c.allowed == (c.operation == "write"));
+    Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(80).collect()
+}

@@ -1,0 +1,209 @@
+//! Real S3 servers for the upload tests, started on loopback by the repo's scripts and
+//! stopped when the handle drops.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::repo;
+
+/// A free loopback port with `extra` free ports after it (Garage uses three).
+pub fn free_ports(extra: u16) -> u16 {
+    for _ in 0..200 {
+        let p = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if p > 60000 {
+            continue;
+        }
+        if (1..=extra).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn parse_env(out: &str) -> HashMap<String, String> {
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+fn kill_group(pid: &str) {
+    if let Ok(pid) = pid.parse::<i32>() {
+        // The servers run in their own session (setsid): stop the whole group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+        let _ = Command::new("sh").arg("-c").arg(format!("while kill -0 {pid} 2>/dev/null; do sleep 0.05; done")).status();
+    }
+}
+
+/// S3 connection settings for one set of credentials.
+#[derive(Clone)]
+pub struct S3Access {
+    pub endpoint: String,
+    pub region: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl S3Access {
+    /// The environment veil reads.
+    pub fn apply(&self, c: &mut Command) {
+        c.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", &self.region)
+            .env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_S3_FORCE_PATH_STYLE");
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(&self.key_id, &self.secret, None, None, "test"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    /// Downloads an object (the test's own reader credentials).
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let c = self.client();
+        Self::rt().block_on(async {
+            let o = c.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            o.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    }
+
+    /// Keys under `prefix`.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let c = self.client();
+        Self::rt().block_on(async {
+            let o = c.list_objects_v2().bucket(bucket).prefix(prefix).send().await.unwrap();
+            o.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+        })
+    }
+
+    /// Multipart uploads still open under `prefix`.
+    pub fn open_uploads(&self, bucket: &str, prefix: &str) -> usize {
+        let c = self.client();
+        Self::rt().block_on(async {
+            let o = c.list_multipart_uploads().bucket(bucket).prefix(prefix).send().await.unwrap();
+            o.uploads().len()
+        })
+    }
+}
+
+/// A single-node Garage with a write-only key for veil.
+pub struct Garage {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub bucket: String,
+    pub writer: S3Access,
+    /// Read and write on the bucket: for fetching results and as a "too powerful" key.
+    pub reader: S3Access,
+    /// A valid key with no permission on the bucket.
+    pub nobody: S3Access,
+    pid: String,
+}
+
+impl Garage {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(2);
+        Self::run(dir, port)
+    }
+
+    fn run(dir: tempfile::TempDir, port: u16) -> Self {
+        let o = Command::new("bash").arg(repo().join("tests/support/garage.sh")).arg(dir.path()).arg(port.to_string()).output().unwrap();
+        assert!(o.status.success(), "garage.sh failed: {}", String::from_utf8_lossy(&o.stderr));
+        let env = parse_env(&String::from_utf8_lossy(&o.stdout));
+        let access = |id: &str, secret: &str| S3Access {
+            endpoint: env["GARAGE_ENDPOINT"].clone(),
+            region: env["GARAGE_REGION"].clone(),
+            key_id: env[id].clone(),
+            secret: env[secret].clone(),
+        };
+        Self {
+            port,
+            bucket: env["GARAGE_BUCKET"].clone(),
+            writer: access("WRITER_KEY_ID", "WRITER_SECRET"),
+            reader: access("READER_KEY_ID", "READER_SECRET"),
+            nobody: access("NONE_KEY_ID", "NONE_SECRET"),
+            pid: env["GARAGE_PID"].clone(),
+            dir,
+        }
+    }
+
+    /// Stops the server; its data stays for `restart`.
+    pub fn stop(&mut self) {
+        kill_group(&self.pid);
+    }
+
+    pub fn restart(&mut self) {
+        let o = Command::new("bash").arg(repo().join("tests/support/garage.sh")).arg(self.dir.path()).arg(self.port.to_string()).output().unwrap();
+        assert!(o.status.success(), "garage.sh restart failed: {}", String::from_utf8_lossy(&o.stderr));
+        self.pid = parse_env(&String::from_utf8_lossy(&o.stdout))["GARAGE_PID"].clone();
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        kill_group(&self.pid);
+    }
+}
+
+/// moto's S3 with IAM enforced and a user allowed only s3:PutObject/s3:AbortMultipartUpload.
+pub struct Moto {
+    pub dir: tempfile::TempDir,
+    pub bucket: String,
+    pub writer: S3Access,
+    pub reader: S3Access,
+    pid: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(0);
+        let o = Command::new("python3").arg(repo().join("tests/support/moto_s3.py")).arg(dir.path()).arg(port.to_string()).output().unwrap();
+        assert!(o.status.success(), "moto_s3.py failed: {}", String::from_utf8_lossy(&o.stderr));
+        let env = parse_env(&String::from_utf8_lossy(&o.stdout));
+        let access = |id: &str, secret: &str| S3Access {
+            endpoint: env["MOTO_ENDPOINT"].clone(),
+            region: "us-east-1".into(),
+            key_id: env[id].clone(),
+            secret: env[secret].clone(),
+        };
+        Self {
+            bucket: env["MOTO_BUCKET"].clone(),
+            writer: access("WRITER_KEY_ID", "WRITER_SECRET"),
+            reader: access("READER_KEY_ID", "READER_SECRET"),
+            pid: env["MOTO_PID"].clone(),
+            dir,
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        kill_group(&self.pid);
+    }
+}
+
+pub fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    (d, p)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
