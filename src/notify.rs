@@ -103,7 +103,7 @@ impl Notifier {
         self.enqueue("recording.started", body);
     }
 
-    pub fn success(&self, s: &Session, result: &crate::recording::RecordingResult, destination: &str) {
+    pub fn success(&self, s: &Session, result: &crate::recording::RecordingResult, destination: &crate::upload::Destination) {
         let mut body = obj(session_fields(s));
         let stopped = s.started_at + chrono::Duration::milliseconds(result.duration_ms as i64);
         let object = |kind: &str| {
@@ -112,8 +112,8 @@ impl Notifier {
             })
         };
         body.append(&mut obj(json!({
-            "destination": destination,
-            "bucket": destination,
+            "destination": destination.describe(),
+            "bucket": destination.bucket(),
             "composite": object("composite"),
             "chat": object("chat"),
             "duration_ms": result.duration_ms,

@@ -98,7 +98,7 @@ pub fn reprocess(dir: &Path, opts: &ReprocessOptions, progress: impl FnMut(u64, 
         record(session, &profile, opts, &recording_id, progress)
     })();
     match (&outcome, &loaded) {
-        (Ok(result), Some(session)) => notifier.success(session, result, &opts.destination.describe()),
+        (Ok(result), Some(session)) => notifier.success(session, result, &opts.destination),
         (Err(e), s) => notifier.failed(s.as_ref(), &classify(e)),
         (Ok(_), None) => {}
     }

@@ -2,6 +2,8 @@
 //! HIPAA refusals, and PHI-free logs and bodies.
 
 mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -129,8 +131,10 @@ fn sha256(s: &str) -> String {
     veil::privacy::sha256_hex(s.as_bytes())
 }
 
+/// A full run in HIPAA mode into a write-only S3 bucket (Garage), with unusual names.
 #[test]
-fn signed_webhooks_and_phi_free_output() {
+fn signed_webhooks_and_phi_free_output_in_hipaa_mode() {
+    let garage = servers::Garage::start();
     let tls = Tls::new();
     let port = free_port();
     let log = tls.path("requests.jsonl");
@@ -138,16 +142,15 @@ fn signed_webhooks_and_phi_free_output() {
     let outbox = tempfile::tempdir().unwrap();
     let session = odd_session();
     let args = webhook_args(&tls, port, outbox.path());
-    let mut all: Vec<&str> = vec!["--log-format", "json"];
+    let mut all: Vec<&str> = vec!["--log-format", "json", "--hipaa"];
     all.extend(args.iter().map(String::as_str));
-    let dest = tempfile::tempdir().unwrap();
     let spill = tempfile::tempdir().unwrap();
-    let out = reprocess_cmd(session.path(), dest.path(), spill.path())
-        .env("VEIL_LOG", "veil=trace")
-        .args(&all)
-        .output()
-        .unwrap();
+    let mut cmd = veil();
+    cmd.arg("reprocess").arg(session.path()).arg("--dest").arg(format!("s3://{}/hipaa", garage.bucket)).arg("--spill-dir").arg(spill.path());
+    garage.writer.apply(&mut cmd);
+    let out = cmd.env("VEIL_LOG", "veil=trace").args(&all).output().unwrap();
     let result = result_json(&out);
+    assert!(std::fs::read_dir(spill.path()).unwrap().next().is_none(), "spill wiped");
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     let events: Vec<serde_json::Value> = reqs.iter().map(body).collect();
@@ -174,6 +177,11 @@ fn signed_webhooks_and_phi_free_output() {
     assert_eq!((success["width"].as_i64(), success["height"].as_i64(), success["duration_ms"].as_i64()), (Some(1280), Some(720), Some(12000)));
     assert_eq!(success["stopped_at"], "2026-11-30T14:00:12.000Z");
     assert!(success["chat"]["key"].as_str().unwrap().ends_with(".csv"));
+    assert_eq!(success["bucket"], garage.bucket);
+    assert_eq!(success["destination"], format!("s3://{}/hipaa", garage.bucket));
+    // The media is the customer's: the CSV in their bucket carries the names and the text.
+    let csv = String::from_utf8(garage.reader.get(&garage.bucket, success["chat"]["key"].as_str().unwrap())).unwrap();
+    assert!(csv.contains(CHAT_SECRET), "chat text is in the customer's CSV");
     assert_eq!(result["webhooks"]["delivered"], 2);
     assert!(outbox_files(outbox.path()).is_empty(), "outbox drained");
 
@@ -198,7 +206,8 @@ fn signed_webhooks_and_phi_free_output() {
     }
     let mut haystacks = vec![stdout(&out), err];
     haystacks.extend(reqs.iter().map(|r| r["body"].as_str().unwrap().to_owned()));
-    for secret in [SECRET, HEADER_SECRET, CHAT_SECRET, ODD_ROOM, "Zimmer", "Ünal", "Zoë", "李小龍", "DROP TABLE"] {
+    let s3_secret = garage.writer.secret.as_str();
+    for secret in [SECRET, HEADER_SECRET, CHAT_SECRET, ODD_ROOM, "Zimmer", "Ünal", "Zoë", "李小龍", "DROP TABLE", s3_secret] {
         for h in &haystacks {
             assert!(!h.contains(secret), "`{secret}` leaked");
         }

@@ -151,6 +151,14 @@ impl Destination {
         }
     }
 
+    /// The bucket (or, for a local folder, the folder) objects are written to.
+    pub fn bucket(&self) -> String {
+        match self {
+            Destination::Local(d) => d.root().display().to_string(),
+            Destination::S3(d) => d.bucket.clone(),
+        }
+    }
+
     /// The key prefix configured in the destination URL ("" for none).
     pub fn prefix(&self) -> &str {
         match self {
