@@ -144,7 +144,7 @@ pub fn record(
     let mut objects = Vec::new();
     let stream = |object_key: &str, content_type: &str| {
         let (d, k, ct) = (dest.clone(), object_key.to_owned(), content_type.to_owned());
-        ObjectStream::start(Box::new(move || d.begin(&k, &ct)), dest.part_size(), &opts.spill_dir, &key, opts.retry, opts.cancel.clone())
+        ObjectStream::start(Box::new(move || d.begin(&k, &ct)), (dest.first_part_size(), dest.part_size()), &opts.spill_dir, &key, opts.retry, opts.cancel.clone())
     };
     let video_key = object_key(dest.prefix(), "composite", &session.room_id, session.started_at, &profile.extension);
     let upload_err = |key: &str| {

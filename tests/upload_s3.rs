@@ -12,15 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use servers::*;
 
-/// A profile that makes the 12 s demo about 20 MB, so that 5 MiB parts give several parts.
-const BIG_PROFILE: &str = r#"description = "test: high bitrate"
-video = 'x264enc speed-preset=ultrafast bitrate=14000 pass=cbr option-string="nal-hrd=cbr" key-int-max=30 ! video/x-h264,profile=high ! h264parse'
-audio = "audioconvert ! avenc_aac bitrate=128000 ! aacparse"
-mux = "mp4mux fragment-duration=1000 streamable=true"
-extension = "mp4"
-content_type = "video/mp4"
-"#;
-
 fn reprocess_s3(access: &S3Access, dest: &str, spill: &Path, extra: &[&str]) -> Command {
     let mut c = veil();
     c.arg("reprocess").arg(session()).arg("--dest").arg(dest).arg("--spill-dir").arg(spill).args(extra);
@@ -30,18 +21,6 @@ fn reprocess_s3(access: &S3Access, dest: &str, spill: &Path, extra: &[&str]) -> 
 
 fn object<'a>(result: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
     result["objects"].as_array().unwrap().iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind} object in {result}"))
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
-}
-
-fn spill_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default()
 }
 
 /// Checks what landed: same bytes as the result says, a playable 12 s MP4, and the CSV.
@@ -64,9 +43,7 @@ fn check_landed(access: &S3Access, bucket: &str, result: &serde_json::Value) {
 fn garage_streams_parts_with_checksums_and_wipes_the_spill() {
     let g = Garage::start();
     let spill = tempfile::tempdir().unwrap();
-    let prof = tempfile::tempdir().unwrap();
-    let profile = prof.path().join("big.toml");
-    std::fs::write(&profile, BIG_PROFILE).unwrap();
+    let (_prof, profile) = big_profile();
     let dest = format!("s3://{}/tenant-a/", g.bucket);
     let mut child = reprocess_s3(&g.writer, &dest, spill.path(), &["--profile", profile.to_str().unwrap(), "--part-size-mib", "5"])
         .stdout(Stdio::piped())
@@ -180,9 +157,7 @@ fn garage_permanent_errors_fail_fast_and_name_the_fault() {
 fn garage_cancel_aborts_the_upload_and_shreds_the_spill() {
     let g = Garage::start();
     let spill = tempfile::tempdir().unwrap();
-    let prof = tempfile::tempdir().unwrap();
-    let profile = prof.path().join("big.toml");
-    std::fs::write(&profile, BIG_PROFILE).unwrap();
+    let (_prof, profile) = big_profile();
     let dest = format!("s3://{}/cancel", g.bucket);
     let child = reprocess_s3(&g.writer, &dest, spill.path(), &["--profile", profile.to_str().unwrap(), "--part-size-mib", "5"])
         .stdout(Stdio::piped())

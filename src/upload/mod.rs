@@ -5,6 +5,7 @@
 //! folder's own `stat` after rename is the exception, as it is the operator's disk, not a
 //! customer bucket; `verify` is the one command that probes reads, on purpose).
 
+pub mod azure;
 pub mod local;
 pub mod s3;
 pub mod stream;
@@ -87,11 +88,12 @@ pub trait ObjectUpload: Send {
 pub enum Destination {
     Local(local::LocalDir),
     S3(s3::S3Dest),
+    Azure(azure::AzureDest),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
-    #[error("destination `{0}`: expected s3://bucket/prefix or file:///absolute/dir (gs:// and Azure URLs are not supported by this version)")]
+    #[error("destination `{0}`: expected s3://bucket/prefix, an Azure Blob URL with a SAS (https://ACCOUNT.blob.core.windows.net/CONTAINER/prefix?SAS) or file:///absolute/dir (gs:// is not supported by this version)")]
     Unsupported(String),
     #[error("destination `{url}`: {message}")]
     Invalid { url: String, message: String },
@@ -113,6 +115,9 @@ impl Destination {
         if let Some(rest) = url.strip_prefix("s3://") {
             return s3::S3Dest::parse(rest, env).map(Destination::S3).map_err(invalid);
         }
+        if url.starts_with("https://") || url.starts_with("http://") {
+            return azure::AzureDest::parse(url).map(Destination::Azure).map_err(invalid);
+        }
         Err(DestinationError::Unsupported(shown))
     }
 
@@ -121,6 +126,7 @@ impl Destination {
         match self {
             Destination::Local(d) => d.part_size = bytes.max(1),
             Destination::S3(d) => d.part_size = bytes.max(s3::MIN_PART),
+            Destination::Azure(d) => d.part_size = bytes.clamp(1, 4000 << 20),
         }
     }
 
@@ -128,6 +134,16 @@ impl Destination {
         match self {
             Destination::Local(d) => d.part_size,
             Destination::S3(d) => d.part_size,
+            Destination::Azure(d) => d.part_size,
+        }
+    }
+
+    /// Size of the first part: smaller where the destination allows parts of any size, so
+    /// that the upload (and any refusal) starts early.
+    pub fn first_part_size(&self) -> usize {
+        match self {
+            Destination::Azure(d) => d.part_size.min(azure::FIRST_PART),
+            _ => self.part_size(),
         }
     }
 
@@ -136,6 +152,7 @@ impl Destination {
         Ok(match self {
             Destination::Local(d) => Box::new(d.begin(key, content_type)?),
             Destination::S3(d) => Box::new(d.begin(key, content_type)?),
+            Destination::Azure(d) => Box::new(d.begin(key, content_type)?),
         })
     }
 
@@ -148,6 +165,7 @@ impl Destination {
         match self {
             Destination::Local(d) => format!("file://{}", d.root().display()),
             Destination::S3(d) => d.describe(),
+            Destination::Azure(d) => d.describe(),
         }
     }
 
@@ -156,6 +174,7 @@ impl Destination {
         match self {
             Destination::Local(d) => d.root().display().to_string(),
             Destination::S3(d) => d.bucket.clone(),
+            Destination::Azure(d) => d.container.clone(),
         }
     }
 
@@ -164,6 +183,7 @@ impl Destination {
         match self {
             Destination::Local(_) => "",
             Destination::S3(d) => &d.prefix,
+            Destination::Azure(d) => &d.prefix,
         }
     }
 }
@@ -191,8 +211,10 @@ mod tests {
 
     #[test]
     fn unsupported_destination_hides_query() {
-        let e = Destination::parse("https://acct.blob.core.windows.net/c/p?sig=SECRET").unwrap_err().to_string();
+        let e = Destination::parse("gs://b/p?sig=SECRET").unwrap_err().to_string();
         assert!(!e.contains("SECRET"), "{e}");
+        let e = Destination::parse("https://acct.blob.core.windows.net/c/p?sv=1").unwrap_err().to_string();
+        assert!(e.contains("sig="), "{e}");
         assert!(Destination::parse("file://relative/dir").is_err());
     }
 }

@@ -88,6 +88,7 @@ pub struct ObjectStream {
     dir: PathBuf,
     spill_key: SpillKey,
     part_size: usize,
+    first_part: usize,
     current: Option<SpillWriter>,
     current_len: usize,
     parts: u32,
@@ -98,7 +99,8 @@ pub struct ObjectStream {
 
 impl ObjectStream {
     /// Starts the uploader thread, which begins the upload right away.
-    pub fn start(begin: Begin, part_size: usize, dir: &Path, spill_key: &SpillKey, policy: RetryPolicy, cancel: Arc<AtomicBool>) -> Self {
+    /// `first_part` may be smaller than `part_size` where the destination allows it.
+    pub fn start(begin: Begin, (first_part, part_size): (usize, usize), dir: &Path, spill_key: &SpillKey, policy: RetryPolicy, cancel: Arc<AtomicBool>) -> Self {
         let shared = Arc::new(Shared { stopped: AtomicBool::new(false), cancel, pending: Mutex::new(Vec::new()) });
         let (tx, rx) = channel();
         let worker = {
@@ -115,7 +117,7 @@ impl ObjectStream {
                 })
                 .expect("spawn uploader thread")
         };
-        Self { dir: dir.to_owned(), spill_key: spill_key.clone(), part_size: part_size.max(1), current: None, current_len: 0, parts: 0, tx, worker: Some(worker), shared }
+        Self { dir: dir.to_owned(), spill_key: spill_key.clone(), part_size: part_size.max(1), first_part: first_part.clamp(1, part_size.max(1)), current: None, current_len: 0, parts: 0, tx, worker: Some(worker), shared }
     }
 
     /// True once the upload has failed or was cancelled: further writes are refused.
@@ -131,13 +133,14 @@ impl ObjectStream {
             if self.current.is_none() {
                 self.open_segment()?;
             }
-            let take = (self.part_size - self.current_len).min(data.len());
+            let size = if self.parts == 0 { self.first_part } else { self.part_size };
+            let take = (size - self.current_len).min(data.len());
             if let Some(w) = &mut self.current {
                 w.write(&data[..take])?;
             }
             self.current_len += take;
             data = &data[take..];
-            if self.current_len == self.part_size {
+            if self.current_len == size {
                 self.seal_segment()?;
             }
         }
@@ -379,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = local(dir.path());
         let key = SpillKey::generate().unwrap();
-        let mut s = ObjectStream::start(begin_for(&dest, "x/y.bin"), 10, dir.path(), &key, RetryPolicy::default(), Arc::default());
+        let mut s = ObjectStream::start(begin_for(&dest, "x/y.bin"), (10, 10), dir.path(), &key, RetryPolicy::default(), Arc::default());
         let data: Vec<u8> = (0..35u8).collect();
         s.write(&data[..12]).unwrap();
         s.write(&data[12..]).unwrap();
@@ -393,6 +396,31 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("out/x/y.bin")).unwrap(), data);
         assert_eq!((o.size, o.sha256), (35, crate::privacy::sha256_hex(&data)));
         assert_eq!(spill_files(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_small_first_part_then_full_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = local(dir.path());
+        let key = SpillKey::generate().unwrap();
+        let parts = Arc::new(Mutex::new(Vec::new()));
+        struct Sizes(Box<dyn ObjectUpload>, Arc<Mutex<Vec<usize>>>);
+        impl ObjectUpload for Sizes {
+            fn put_part(&mut self, n: u32, d: &[u8]) -> Result<(), UploadError> {
+                self.1.lock().unwrap().push(d.len());
+                self.0.put_part(n, d)
+            }
+            fn complete(&mut self, size: u64, sha: &str) -> Result<StoredObject, UploadError> {
+                self.0.complete(size, sha)
+            }
+            fn abort(&mut self) {}
+        }
+        let (d, p) = (dest.clone(), parts.clone());
+        let begin: Begin = Box::new(move || Ok(Box::new(Sizes(d.begin("s.bin", "x")?, p.clone())) as Box<dyn ObjectUpload>));
+        let mut s = ObjectStream::start(begin, (4, 10), dir.path(), &key, RetryPolicy::default(), Arc::default());
+        s.write(&[3u8; 25]).unwrap();
+        assert_eq!(s.finish().unwrap().size, 25);
+        assert_eq!(*parts.lock().unwrap(), [4, 10, 10, 1]);
     }
 
     /// A destination that fails transiently a few times, then works (the retry logic alone;
@@ -435,7 +463,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = local(dir.path());
         let key = SpillKey::generate().unwrap();
-        let mut s = ObjectStream::start(flaky(&dest, 4, DestinationFault::Unreachable), 10, dir.path(), &key, fast(10_000), Arc::default());
+        let mut s = ObjectStream::start(flaky(&dest, 4, DestinationFault::Unreachable), (10, 10), dir.path(), &key, fast(10_000), Arc::default());
         s.write(&[7u8; 25]).unwrap();
         assert_eq!(s.finish().unwrap().size, 25);
         assert_eq!(std::fs::read(dir.path().join("out/f.bin")).unwrap(), vec![7u8; 25]);
@@ -446,7 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = local(dir.path());
         let key = SpillKey::generate().unwrap();
-        let mut s = ObjectStream::start(flaky(&dest, 1, DestinationFault::Permission), 10, dir.path(), &key, fast(10_000), Arc::default());
+        let mut s = ObjectStream::start(flaky(&dest, 1, DestinationFault::Permission), (10, 10), dir.path(), &key, fast(10_000), Arc::default());
         s.write(&[1u8; 10]).unwrap();
         let t = Instant::now();
         while !s.stopped() && t.elapsed() < Duration::from_secs(5) {
@@ -463,7 +491,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = local(dir.path());
         let key = SpillKey::generate().unwrap();
-        let mut s = ObjectStream::start(flaky(&dest, u32::MAX, DestinationFault::Unreachable), 10, dir.path(), &key, fast(100), Arc::default());
+        let mut s = ObjectStream::start(flaky(&dest, u32::MAX, DestinationFault::Unreachable), (10, 10), dir.path(), &key, fast(100), Arc::default());
         s.write(&[1u8; 15]).unwrap();
         let e = s.finish().unwrap_err();
         assert!(e.to_string().contains("retention"), "{e}");
@@ -476,7 +504,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = local(dir.path());
         let key = SpillKey::generate().unwrap();
-        let mut s = ObjectStream::start(begin_for(&dest, "a.bin"), 10, dir.path(), &key, RetryPolicy::default(), Arc::default());
+        let mut s = ObjectStream::start(begin_for(&dest, "a.bin"), (10, 10), dir.path(), &key, RetryPolicy::default(), Arc::default());
         s.write(&[1u8; 25]).unwrap();
         assert!(matches!(s.abort(), StreamError::Cancelled));
         assert_eq!(spill_files(dir.path()), 0);

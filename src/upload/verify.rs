@@ -46,6 +46,7 @@ pub enum VerifyError {
 pub fn verify(dest: &Destination) -> Result<Verdict, VerifyError> {
     match dest {
         Destination::S3(d) => s3(d),
+        Destination::Azure(d) => azure(d),
         Destination::Local(_) => Err(VerifyError::NotABucket(dest.describe())),
     }
 }
@@ -92,6 +93,47 @@ fn s3(d: &super::s3::S3Dest) -> Result<Verdict, VerifyError> {
     checks.push(Check { operation: "head", allowed: a, detail });
     let list_prefix = key.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
     let (a, detail) = outcome(rt.block_on(client.list_objects_v2().bucket(&d.bucket).prefix(list_prefix).max_keys(1).send()));
+    checks.push(Check { operation: "list", allowed: a, detail });
+    let write_only = checks.iter().all(|c| c.allowed == (c.operation == "write"));
+    Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })
+}
+
+fn azure(d: &super::azure::AzureDest) -> Result<Verdict, VerifyError> {
+    use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions};
+    use futures::StreamExt;
+    let rt = super::s3::runtime(&d.describe()).map_err(VerifyError::Write)?;
+    let key = probe_key(&d.prefix);
+    let opts = || BlobClientOptions { client_options: super::azure::AzureDest::options(), ..Default::default() };
+    let url = d.blob_url(&key).map_err(VerifyError::Write)?;
+    let blob = BlobClient::new(url, None, Some(opts())).map_err(|e| VerifyError::Write(d.error("client", &key, &e)))?;
+    rt.block_on(blob.upload(azure_core::Bytes::from_static(PROBE_BODY).into(), None))
+        .map_err(|e| VerifyError::Write(d.error("Put Blob", &key, &e)))?;
+    // Only status and error code are shown: the SDK's messages may quote the SAS URL.
+    fn outcome<T>(r: azure_core::Result<T>) -> (bool, String) {
+        match r {
+            Ok(_) => (true, "succeeded".into()),
+            Err(e) => match e.kind() {
+                azure_core::error::ErrorKind::HttpResponse { status, error_code, .. } => {
+                    let code: String = error_code.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+                    (false, format!("HTTP {} {code}", u16::from(*status)).trim_end().to_owned())
+                }
+                _ => (false, "no answer".into()),
+            },
+        }
+    }
+    let mut checks = vec![Check { operation: "write", allowed: true, detail: "Put Blob succeeded".into() }];
+    let (a, detail) = outcome(rt.block_on(blob.download(None)));
+    checks.push(Check { operation: "read", allowed: a, detail });
+    let (a, detail) = outcome(rt.block_on(blob.get_properties(None)));
+    checks.push(Check { operation: "head", allowed: a, detail });
+    let container_url = d.container_url().map_err(VerifyError::Write)?;
+    let container = BlobContainerClient::new(container_url, None, Some(BlobContainerClientOptions { client_options: super::azure::AzureDest::options(), ..Default::default() }))
+        .map_err(|e| VerifyError::Write(d.error("client", &key, &e)))?;
+    let listed = match container.list_blobs(None) {
+        Ok(pager) => rt.block_on(async { pager.into_pages().next().await.unwrap_or_else(|| Err(azure_core::Error::with_message(azure_core::error::ErrorKind::Other, "empty"))) }).map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let (a, detail) = outcome(listed);
     checks.push(Check { operation: "list", allowed: a, detail });
     let write_only = checks.iter().all(|c| c.allowed == (c.operation == "write"));
     Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })

@@ -207,3 +207,82 @@ pub fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, std::path::Pa
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Azurite's blob service (in memory) with container SAS tokens.
+pub struct Azurite {
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT/devstoreaccount1`
+    pub base: String,
+    pub container: String,
+    /// sp=cw: what veil gets.
+    pub writer_sas: String,
+    /// sp=rl: for the test to fetch what landed.
+    pub reader_sas: String,
+    /// Every permission: the "too powerful" credentials.
+    pub all_sas: String,
+    pid: String,
+}
+
+impl Azurite {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(0);
+        let o = Command::new("python3").arg(repo().join("tests/support/azurite.py")).arg(dir.path()).arg(port.to_string()).output().unwrap();
+        assert!(o.status.success(), "azurite.py failed: {}", String::from_utf8_lossy(&o.stderr));
+        let env = parse_env(&String::from_utf8_lossy(&o.stdout));
+        Self {
+            base: env["AZURE_BASE"].clone(),
+            container: env["AZURE_CONTAINER"].clone(),
+            writer_sas: env["WRITER_SAS"].clone(),
+            reader_sas: env["READER_SAS"].clone(),
+            all_sas: env["ALL_SAS"].clone(),
+            pid: env["AZURITE_PID"].clone(),
+            dir,
+        }
+    }
+
+    /// The destination URL for `prefix` with the given SAS.
+    pub fn dest(&self, prefix: &str, sas: &str) -> String {
+        format!("{}/{}/{prefix}?{sas}", self.base, self.container)
+    }
+
+    /// Downloads a blob with the read SAS.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let url = format!("{}/{}/{key}?{}", self.base, self.container, self.reader_sas);
+        let mut r = ureq::get(&url).call().unwrap_or_else(|e| panic!("get {key}: {e}"));
+        r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        kill_group(&self.pid);
+    }
+}
+
+/// A profile that makes the 12 s demo about 20 MB, so that small parts give several parts.
+pub const BIG_PROFILE: &str = r#"description = "test: high bitrate"
+video = 'x264enc speed-preset=ultrafast bitrate=14000 pass=cbr option-string="nal-hrd=cbr" key-int-max=30 ! video/x-h264,profile=high ! h264parse'
+audio = "audioconvert ! avenc_aac bitrate=128000 ! aacparse"
+mux = "mp4mux fragment-duration=1000 streamable=true"
+extension = "mp4"
+content_type = "video/mp4"
+"#;
+
+/// Writes [`BIG_PROFILE`] to a temporary file.
+pub fn big_profile() -> (tempfile::TempDir, std::path::PathBuf) {
+    write_temp(BIG_PROFILE.as_bytes(), "big.toml")
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// Files left in a spill folder.
+pub fn spill_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
