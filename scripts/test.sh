@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # The storage servers the upload tests start: Garage (built once, cached by version), moto,
-# and Azurite (npm, with the Python SDK the tests use for SAS tokens).
+# Azurite (npm, with the Python SDK the tests use for SAS tokens) and gcp-storage-emulator.
 bash scripts/install-garage.sh >/dev/null
 python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install --quiet 'moto[server]>=5,<6'
 bash scripts/install-azurite.sh >/dev/null
+command -v gcp-storage-emulator >/dev/null || python3 -m pip install --quiet 'gcp-storage-emulator>=2026'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
   # nextest does not run doctests; there are none to skip in a binary-first crate, but run

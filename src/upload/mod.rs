@@ -6,6 +6,7 @@
 //! customer bucket; `verify` is the one command that probes reads, on purpose).
 
 pub mod azure;
+pub mod gcs;
 pub mod local;
 pub mod s3;
 pub mod stream;
@@ -75,6 +76,12 @@ impl UploadError {
 /// again after an error (it replaces the earlier attempt). `put_part` returns only once the
 /// destination has confirmed the part.
 pub trait ObjectUpload: Send {
+    /// Whether `put_part` returning means the part is stored. When false, parts are
+    /// confirmed only with the object: the caller keeps them until `complete` succeeds and
+    /// after a failure starts a new upload and sends them again.
+    fn confirms_parts(&self) -> bool {
+        true
+    }
     fn put_part(&mut self, number: u32, data: &[u8]) -> Result<(), UploadError>;
     /// Finishes the object and checks the destination's confirmation. `size` and `sha256`
     /// are computed locally over everything sent.
@@ -88,12 +95,13 @@ pub trait ObjectUpload: Send {
 pub enum Destination {
     Local(local::LocalDir),
     S3(s3::S3Dest),
+    Gcs(gcs::GcsDest),
     Azure(azure::AzureDest),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DestinationError {
-    #[error("destination `{0}`: expected s3://bucket/prefix, an Azure Blob URL with a SAS (https://ACCOUNT.blob.core.windows.net/CONTAINER/prefix?SAS) or file:///absolute/dir (gs:// is not supported by this version)")]
+    #[error("destination `{0}`: expected s3://bucket/prefix, gs://bucket/prefix, an Azure Blob URL with a SAS (https://ACCOUNT.blob.core.windows.net/CONTAINER/prefix?SAS) or file:///absolute/dir")]
     Unsupported(String),
     #[error("destination `{url}`: {message}")]
     Invalid { url: String, message: String },
@@ -115,6 +123,9 @@ impl Destination {
         if let Some(rest) = url.strip_prefix("s3://") {
             return s3::S3Dest::parse(rest, env).map(Destination::S3).map_err(invalid);
         }
+        if let Some(rest) = url.strip_prefix("gs://") {
+            return gcs::GcsDest::parse(rest, env).map(Destination::Gcs).map_err(invalid);
+        }
         if url.starts_with("https://") || url.starts_with("http://") {
             return azure::AzureDest::parse(url).map(Destination::Azure).map_err(invalid);
         }
@@ -127,6 +138,8 @@ impl Destination {
             Destination::Local(d) => d.part_size = bytes.max(1),
             Destination::S3(d) => d.part_size = bytes.max(s3::MIN_PART),
             Destination::Azure(d) => d.part_size = bytes.clamp(1, 4000 << 20),
+            // The library sends 256 KiB multiples; whole parts keep it simple.
+            Destination::Gcs(d) => d.part_size = bytes.max(256 << 10).next_multiple_of(256 << 10),
         }
     }
 
@@ -135,6 +148,7 @@ impl Destination {
             Destination::Local(d) => d.part_size,
             Destination::S3(d) => d.part_size,
             Destination::Azure(d) => d.part_size,
+            Destination::Gcs(d) => d.part_size,
         }
     }
 
@@ -153,6 +167,7 @@ impl Destination {
             Destination::Local(d) => Box::new(d.begin(key, content_type)?),
             Destination::S3(d) => Box::new(d.begin(key, content_type)?),
             Destination::Azure(d) => Box::new(d.begin(key, content_type)?),
+            Destination::Gcs(d) => Box::new(d.begin(key, content_type)?),
         })
     }
 
@@ -166,6 +181,7 @@ impl Destination {
             Destination::Local(d) => format!("file://{}", d.root().display()),
             Destination::S3(d) => d.describe(),
             Destination::Azure(d) => d.describe(),
+            Destination::Gcs(d) => d.describe(),
         }
     }
 
@@ -175,6 +191,7 @@ impl Destination {
             Destination::Local(d) => d.root().display().to_string(),
             Destination::S3(d) => d.bucket.clone(),
             Destination::Azure(d) => d.container.clone(),
+            Destination::Gcs(d) => d.bucket.clone(),
         }
     }
 
@@ -184,6 +201,7 @@ impl Destination {
             Destination::Local(_) => "",
             Destination::S3(d) => &d.prefix,
             Destination::Azure(d) => &d.prefix,
+            Destination::Gcs(d) => &d.prefix,
         }
     }
 }

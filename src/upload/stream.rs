@@ -269,7 +269,7 @@ fn read_segment(path: &Path, key: &SpillKey) -> Result<Zeroizing<Vec<u8>>, Spill
 /// The uploader thread's work.
 fn upload(mut begin: Begin, rx: Receiver<Msg>, key: &SpillKey, policy: RetryPolicy, shared: &Shared) -> Result<StoredObject, StreamError> {
     let mut retry = Retry::new(policy, &shared.cancel);
-    let mut up = retry.run("start", &mut begin)?;
+    let mut up = Resumable { up: retry.run("start", &mut begin)?, begin, kept: Vec::new(), restart: false, key };
     let mut hash = Context::new(&SHA256);
     let mut size = 0u64;
     let result = loop {
@@ -284,23 +284,82 @@ fn upload(mut begin: Begin, rx: Receiver<Msg>, key: &SpillKey, policy: RetryPoli
                 }
                 hash.update(&data);
                 size += data.len() as u64;
-                tracing::debug!(part = number, bytes = data.len(), "part confirmed; its spill segment is shredded");
-                let _ = spill::shred(&path);
-                if let Ok(mut p) = shared.pending.lock() {
-                    p.retain(|q| *q != path);
+                if up.up.confirms_parts() {
+                    tracing::debug!(part = number, bytes = data.len(), "part confirmed; its spill segment is shredded");
+                    forget(shared, &path);
+                } else {
+                    up.kept.push((number, path));
                 }
             }
             Ok(Msg::Finish) => {
                 let sha = hex(hash.clone().finish().as_ref());
-                break retry.run("complete", &mut || up.complete(size, &sha));
+                let done = retry.run("complete", &mut || up.complete(size, &sha));
+                if done.is_ok() {
+                    for (_, p) in std::mem::take(&mut up.kept) {
+                        forget(shared, &p);
+                    }
+                }
+                break done;
             }
             Ok(Msg::Abort) | Err(_) => break Err(StreamError::Cancelled),
         }
     };
     if result.is_err() {
-        up.abort();
+        up.up.abort();
     }
     result
+}
+
+/// Shreds a confirmed segment and stops tracking it.
+fn forget(shared: &Shared, path: &Path) {
+    let _ = spill::shred(path);
+    if let Ok(mut p) = shared.pending.lock() {
+        p.retain(|q| q != path);
+    }
+}
+
+/// An upload plus what is needed to start it again from the first part, for destinations
+/// that confirm parts only with the object.
+struct Resumable<'a> {
+    up: Box<dyn ObjectUpload>,
+    begin: Begin,
+    /// Segments sent but not yet confirmed, in order.
+    kept: Vec<(u32, PathBuf)>,
+    restart: bool,
+    key: &'a SpillKey,
+}
+
+impl Resumable<'_> {
+    fn put_part(&mut self, number: u32, data: &[u8]) -> Result<(), UploadError> {
+        self.restart_if_needed()?;
+        let r = self.up.put_part(number, data);
+        self.restart = r.is_err() && !self.up.confirms_parts();
+        r
+    }
+
+    fn complete(&mut self, size: u64, sha256: &str) -> Result<StoredObject, UploadError> {
+        self.restart_if_needed()?;
+        let r = self.up.complete(size, sha256);
+        self.restart = r.is_err() && !self.up.confirms_parts();
+        r
+    }
+
+    /// After a failure of an upload that confirms nothing before completion: abandon it,
+    /// start a new one and send the kept parts again.
+    fn restart_if_needed(&mut self) -> Result<(), UploadError> {
+        if !self.restart {
+            return Ok(());
+        }
+        self.up.abort();
+        self.up = (self.begin)()?;
+        tracing::info!(parts = self.kept.len(), "upload restarted; sending the kept parts again");
+        for (n, p) in &self.kept {
+            let data = read_segment(p, self.key)?;
+            self.up.put_part(*n, &data)?;
+        }
+        self.restart = false;
+        Ok(())
+    }
 }
 
 struct Retry<'a> {
@@ -429,9 +488,13 @@ mod tests {
         inner: Box<dyn ObjectUpload>,
         failures: Arc<Mutex<u32>>,
         fault: DestinationFault,
+        deferred: bool,
     }
 
     impl ObjectUpload for Flaky {
+        fn confirms_parts(&self) -> bool {
+            !self.deferred
+        }
         fn put_part(&mut self, n: u32, d: &[u8]) -> Result<(), UploadError> {
             let mut f = self.failures.lock().unwrap();
             if *f > 0 {
@@ -449,9 +512,68 @@ mod tests {
     }
 
     fn flaky(dest: &Destination, failures: u32, fault: DestinationFault) -> Begin {
+        flaky_with(dest, failures, fault, false, Arc::default())
+    }
+
+    fn flaky_with(dest: &Destination, failures: u32, fault: DestinationFault, deferred: bool, begins: Arc<Mutex<u32>>) -> Begin {
         let dest = dest.clone();
         let failures = Arc::new(Mutex::new(failures));
-        Box::new(move || Ok(Box::new(Flaky { inner: dest.begin("f.bin", "x")?, failures: failures.clone(), fault }) as Box<dyn ObjectUpload>))
+        Box::new(move || {
+            *begins.lock().unwrap() += 1;
+            Ok(Box::new(Flaky { inner: dest.begin("f.bin", "x")?, failures: failures.clone(), fault, deferred }) as Box<dyn ObjectUpload>)
+        })
+    }
+
+    #[test]
+    fn deferred_confirmation_keeps_segments_and_restarts_from_the_first_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = local(dir.path());
+        let key = SpillKey::generate().unwrap();
+        let begins = Arc::new(Mutex::new(0));
+        // Two parts go through, then one failure: the upload starts over and re-sends them.
+        let mut s = ObjectStream::start(flaky_with(&dest, 0, DestinationFault::Unreachable, true, begins.clone()), (10, 10), dir.path(), &key, fast(10_000), Arc::default());
+        s.write(&[5u8; 20]).unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(2) && spill_files(dir.path()) < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(spill_files(dir.path()), 2, "unconfirmed segments stay on disk");
+        s.write(&[6u8; 5]).unwrap();
+        let o = s.finish().unwrap();
+        assert_eq!(o.size, 25);
+        assert_eq!(spill_files(dir.path()), 0, "wiped once the object is confirmed");
+        assert_eq!(*begins.lock().unwrap(), 1);
+        let mut expected = vec![5u8; 20];
+        expected.extend([6u8; 5]);
+        assert_eq!(std::fs::read(dir.path().join("out/f.bin")).unwrap(), expected);
+
+        // Now with a failure in the middle.
+        let begins = Arc::new(Mutex::new(0));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = local(dir.path());
+        let failures = Arc::new(Mutex::new(0));
+        let (d, b, f) = (dest.clone(), begins.clone(), failures.clone());
+        let begin: Begin = Box::new(move || {
+            *b.lock().unwrap() += 1;
+            Ok(Box::new(Flaky { inner: d.begin("g.bin", "x")?, failures: f.clone(), fault: DestinationFault::Unreachable, deferred: true }) as Box<dyn ObjectUpload>)
+        });
+        let mut s = ObjectStream::start(begin, (10, 10), dir.path(), &key, fast(10_000), Arc::default());
+        s.write(&[1u8; 20]).unwrap();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(2) && spill_files(dir.path()) < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        *failures.lock().unwrap() = 1; // the third part fails once
+        s.write(&[2u8; 10]).unwrap();
+        let o = s.finish().unwrap();
+        assert_eq!(o.size, 30);
+        assert_eq!(*begins.lock().unwrap(), 2, "restarted once");
+        let mut expected = vec![1u8; 20];
+        expected.extend([2u8; 10]);
+        assert_eq!(std::fs::read(dir.path().join("out/g.bin")).unwrap(), expected);
+        assert_eq!(spill_files(dir.path()), 0);
     }
 
     fn fast(retention_ms: u64) -> RetryPolicy {

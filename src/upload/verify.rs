@@ -40,6 +40,8 @@ pub enum VerifyError {
     Write(UploadError),
     #[error("{0} cannot be verified: only bucket destinations can")]
     NotABucket(String),
+    #[error("{0}: verify-bucket does not support gs:// yet")]
+    Unsupported(String),
 }
 
 /// Writes a probe object, then tries to read it, head it and list its prefix.
@@ -48,6 +50,7 @@ pub fn verify(dest: &Destination) -> Result<Verdict, VerifyError> {
         Destination::S3(d) => s3(d),
         Destination::Azure(d) => azure(d),
         Destination::Local(_) => Err(VerifyError::NotABucket(dest.describe())),
+        Destination::Gcs(_) => Err(VerifyError::Unsupported(dest.describe())),
     }
 }
 

@@ -286,3 +286,65 @@ pub fn sha256_hex(b: &[u8]) -> String {
 pub fn spill_files(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default()
 }
+
+/// gcp-storage-emulator (in memory) on its own loopback address at port 80: the client
+/// library's Host header omits the port, and the emulator builds resumable session URLs
+/// from it.
+pub struct GcsEmulator {
+    pub host: String,
+    pub bucket: String,
+    pub log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl GcsEmulator {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gcs.log");
+        let host = (2..250u32)
+            .map(|_| {
+                let mut b = [0u8; 1];
+                let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+                format!("127.0.{}.{}", 1 + b[0] % 200, 2 + b[0] % 250)
+            })
+            .find(|h| std::net::TcpListener::bind((h.as_str(), 80)).is_ok())
+            .expect("a free loopback address with port 80");
+        let child = Command::new("gcp-storage-emulator")
+            .args(["start", "-H", &host, "--port", "80", "--default-bucket", "rec", "--in-memory"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::from(std::fs::OpenOptions::new().append(true).open(&log).unwrap()))
+            .spawn()
+            .expect("gcp-storage-emulator (pip install gcp-storage-emulator)");
+        for _ in 0..200 {
+            if std::fs::read_to_string(&log).unwrap_or_default().contains("All services started") {
+                return Self { host, bucket: "rec".into(), log, _dir: dir, child };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("gcp-storage-emulator did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:80", self.host)
+    }
+
+    /// The request lines the emulator logged (method and path).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.starts_with('"')).map(str::to_owned).collect()
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let enc: String = key.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let url = format!("http://{}/download/storage/v1/b/{}/o/{enc}?alt=media", self.host, self.bucket);
+        let mut r = ureq::get(&url).call().unwrap_or_else(|e| panic!("get {key}: {e}"));
+        r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+    }
+}
+
+impl Drop for GcsEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

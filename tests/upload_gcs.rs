@@ -1,0 +1,65 @@
+//! Streaming uploads to GCS through the official client library, against
+//! gcp-storage-emulator started on its own loopback address.
+
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
+
+use common::*;
+use servers::*;
+
+fn object<'a>(result: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    result["objects"].as_array().unwrap().iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind} object in {result}"))
+}
+
+#[test]
+fn gcs_resumable_upload_is_checked_and_only_writes() {
+    let gcs = GcsEmulator::start();
+    let spill = tempfile::tempdir().unwrap();
+    let (_p, profile) = big_profile();
+    let out = veil()
+        .arg("reprocess")
+        .arg(session())
+        .args(["--dest", "gs://rec/tenant-c", "--part-size-mib", "2", "--profile", profile.to_str().unwrap()])
+        .arg("--spill-dir")
+        .arg(spill.path())
+        .env("STORAGE_EMULATOR_HOST", gcs.endpoint())
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .output()
+        .unwrap();
+    let result = result_json(&out);
+    let video = object(&result, "composite");
+    assert_eq!(video["confirmed_by"], "gcs object size, crc32c and md5");
+    assert!(video["size"].as_u64().unwrap() > 8 << 20);
+    assert!(spill_files(spill.path()).is_empty(), "spill wiped once the object was confirmed");
+    // Only writes reached the service: the resumable session's POST and its PUTs.
+    let reqs = gcs.requests();
+    assert!(reqs.iter().filter(|r| r.starts_with("\"PUT ")).count() >= 2, "the video went up in several chunks: {reqs:?}");
+    for r in &reqs {
+        assert!(r.starts_with("\"POST /upload/") || r.starts_with("\"PUT /upload/"), "a non-write request: {r}");
+    }
+    let bytes = gcs.get(video["key"].as_str().unwrap());
+    assert_eq!(sha256_hex(&bytes), video["sha256"].as_str().unwrap());
+    let (_d, mp4) = write_temp(&bytes, "landed.mp4");
+    assert_eq!(probe_stream(&mp4, "v:0")["codec_name"], "h264");
+    assert!(gcs.get(object(&result, "chat")["key"].as_str().unwrap()).starts_with(b"SenderPeerID,"));
+}
+
+#[test]
+fn gcs_missing_bucket_is_the_customers_fault() {
+    let gcs = GcsEmulator::start();
+    let spill = tempfile::tempdir().unwrap();
+    let out = veil()
+        .arg("reprocess")
+        .arg(session())
+        .args(["--dest", "gs://no-such-bucket/x"])
+        .arg("--spill-dir")
+        .arg(spill.path())
+        .env("STORAGE_EMULATOR_HOST", gcs.endpoint())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("gs://no-such-bucket/x"), "{err}");
+    assert!(err.contains("bucket `no-such-bucket` does not exist"), "{err}");
+}
