@@ -28,7 +28,7 @@ fn watch_spill(child: &mut std::process::Child, spill: &Path, limit: Duration) -
     while Instant::now() < end {
         if let Ok(entries) = std::fs::read_dir(spill) {
             for e in entries.flatten() {
-                if let Ok(bytes) = std::fs::read(e.path()).map(|b| b).and_then(|b| if b.is_empty() { Err(std::io::ErrorKind::NotFound.into()) } else { Ok(b) }) {
+                if let Ok(bytes) = std::fs::read(e.path()).and_then(|b| if b.is_empty() { Err(std::io::ErrorKind::NotFound.into()) } else { Ok(b) }) {
                     let slot = seen.entry(e.path()).or_default();
                     if bytes.len() > slot.len() {
                         *slot = bytes;

@@ -63,3 +63,24 @@ fn gcs_missing_bucket_is_the_customers_fault() {
     assert!(err.contains("gs://no-such-bucket/x"), "{err}");
     assert!(err.contains("bucket `no-such-bucket` does not exist"), "{err}");
 }
+
+#[test]
+fn gcs_verify_bucket_reports_what_the_emulator_allows() {
+    // The emulator checks no credentials: everything is allowed, which --hipaa must refuse.
+    let gcs = GcsEmulator::start();
+    let run = |hipaa: bool| {
+        let mut c = veil();
+        c.args(["verify-bucket", "gs://rec/probe", "--json"]).env("STORAGE_EMULATOR_HOST", gcs.endpoint());
+        if hipaa {
+            c.arg("--hipaa");
+        }
+        c.output().unwrap()
+    };
+    let v = result_json(&run(false));
+    let allowed: Vec<bool> = v["checks"].as_array().unwrap().iter().map(|c| c["allowed"].as_bool().unwrap()).collect();
+    assert_eq!(allowed, [true, true, true, true], "{v}");
+    assert_eq!(v["write_only"], false);
+    let out = run(true);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("hipaa enabled: the credentials for gs://rec/probe can read, head, list objects"), "{}", stderr(&out));
+}

@@ -68,21 +68,45 @@ impl GcsDest {
         UploadError::Destination { dest: self.describe(), message, fault }
     }
 
-    pub(crate) async fn client(&self) -> Result<Storage, UploadError> {
-        let mut b = Storage::builder();
-        if let Some(e) = &self.emulator {
-            b = b.with_endpoint(e.clone()).with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
-        } else if let Some(f) = &self.credentials_file {
+    /// The JSON API's base URL.
+    pub(crate) fn endpoint(&self) -> String {
+        self.emulator.clone().unwrap_or_else(|| "https://storage.googleapis.com".into())
+    }
+
+    pub(crate) fn credentials(&self) -> Result<google_cloud_auth::credentials::Credentials, UploadError> {
+        if self.emulator.is_some() {
+            return Ok(google_cloud_auth::credentials::anonymous::Builder::new().build());
+        }
+        let Some(f) = &self.credentials_file else {
+            return Err(self.fail("no credentials".into(), DestinationFault::Credentials));
+        };
+        {
             let json = std::fs::read(f).map_err(|e| self.fail(format!("cannot read GOOGLE_APPLICATION_CREDENTIALS ({}): {e}", f.display()), DestinationFault::Credentials))?;
             let json = zeroize::Zeroizing::new(json);
             let value: serde_json::Value = serde_json::from_slice(&json)
                 .map_err(|_| self.fail(format!("{} is not a service account JSON file", f.display()), DestinationFault::Credentials))?;
-            let creds = google_cloud_auth::credentials::service_account::Builder::new(value)
+            google_cloud_auth::credentials::service_account::Builder::new(value)
                 .build()
-                .map_err(|_| self.fail(format!("{} is not a usable service account key", f.display()), DestinationFault::Credentials))?;
-            b = b.with_credentials(creds);
+                .map_err(|_| self.fail(format!("{} is not a usable service account key", f.display()), DestinationFault::Credentials))
+        }
+    }
+
+    pub(crate) async fn client(&self) -> Result<Storage, UploadError> {
+        let mut b = Storage::builder().with_credentials(self.credentials()?);
+        if let Some(e) = &self.emulator {
+            b = b.with_endpoint(e.clone());
         }
         b.build().await.map_err(|_| self.fail("cannot build the storage client".into(), DestinationFault::Unreachable))
+    }
+
+    /// The Authorization header (if any) for plain JSON API calls (verify-bucket only).
+    pub(crate) async fn auth_headers(&self) -> Result<http::HeaderMap, UploadError> {
+        use google_cloud_auth::credentials::CacheableResource;
+        match self.credentials()?.headers(http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => Ok(data),
+            Ok(CacheableResource::NotModified) => Ok(http::HeaderMap::new()),
+            Err(_) => Err(self.fail("the credentials could not produce a token".into(), DestinationFault::Credentials)),
+        }
     }
 
     /// Maps a client error by its HTTP status and kind only (its text may quote requests).

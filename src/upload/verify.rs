@@ -40,8 +40,6 @@ pub enum VerifyError {
     Write(UploadError),
     #[error("{0} cannot be verified: only bucket destinations can")]
     NotABucket(String),
-    #[error("{0}: verify-bucket does not support gs:// yet")]
-    Unsupported(String),
 }
 
 /// Writes a probe object, then tries to read it, head it and list its prefix.
@@ -50,7 +48,7 @@ pub fn verify(dest: &Destination) -> Result<Verdict, VerifyError> {
         Destination::S3(d) => s3(d),
         Destination::Azure(d) => azure(d),
         Destination::Local(_) => Err(VerifyError::NotABucket(dest.describe())),
-        Destination::Gcs(_) => Err(VerifyError::Unsupported(dest.describe())),
+        Destination::Gcs(d) => gcs(d),
     }
 }
 
@@ -97,7 +95,7 @@ fn s3(d: &super::s3::S3Dest) -> Result<Verdict, VerifyError> {
     let list_prefix = key.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
     let (a, detail) = outcome(rt.block_on(client.list_objects_v2().bucket(&d.bucket).prefix(list_prefix).max_keys(1).send()));
     checks.push(Check { operation: "list", allowed: a, detail });
-    let write_only = checks.iter().all(|c| c.allowed == (c.operation == "write"));
+    let write_only = write_only(&checks);
     Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })
 }
 
@@ -138,8 +136,56 @@ fn azure(d: &super::azure::AzureDest) -> Result<Verdict, VerifyError> {
     };
     let (a, detail) = outcome(listed);
     checks.push(Check { operation: "list", allowed: a, detail });
-    let write_only = checks.iter().all(|c| c.allowed == (c.operation == "write"));
+    let write_only = write_only(&checks);
     Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })
+}
+
+/// Write through the client library; read (media), head (object metadata) and list through the
+/// JSON API with the same credentials (the library offers metadata and listing only over gRPC).
+fn gcs(d: &super::gcs::GcsDest) -> Result<Verdict, VerifyError> {
+    let rt = super::s3::runtime(&d.describe()).map_err(VerifyError::Write)?;
+    let key = probe_key(&d.prefix);
+    let bucket = format!("projects/_/buckets/{}", d.bucket);
+    rt.block_on(async {
+        let client = d.client().await.map_err(VerifyError::Write)?;
+        client
+            .write_object(bucket.clone(), key.clone(), bytes::Bytes::from_static(PROBE_BODY))
+            .send_buffered()
+            .await
+            .map_err(|e| VerifyError::Write(d.error("write", &key, &e)))?;
+        let mut checks = vec![Check { operation: "write", allowed: true, detail: "object written".into() }];
+        let auth = d.auth_headers().await.map_err(VerifyError::Write)?;
+        let enc = |s: &str| -> String { s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect() };
+        let base = format!("{}/storage/v1/b/{}/o", d.endpoint().trim_end_matches('/'), enc(&d.bucket));
+        let prefix = key.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
+        let calls = [
+            ("read", format!("{base}/{}?alt=media", enc(&key))),
+            ("head", format!("{base}/{}", enc(&key))),
+            ("list", format!("{base}?maxResults=1&prefix={}", enc(&prefix))),
+        ];
+        for (operation, url) in calls {
+            let mut req = ureq::get(&url).config().http_status_as_error(false).build();
+            for (name, value) in auth.iter() {
+                if let Ok(v) = value.to_str() {
+                    req = req.header(name.as_str(), v);
+                }
+            }
+            let (allowed, detail) = match req.call() {
+                Ok(r) if r.status().is_success() => (true, "succeeded".to_owned()),
+                Ok(r) => (false, format!("HTTP {}", r.status().as_u16())),
+                Err(_) => (false, "no answer".to_owned()),
+            };
+            checks.push(Check { operation, allowed, detail });
+        }
+        let write_only = write_only(&checks);
+        Ok(Verdict { destination: d.describe(), probe_key: key, checks, write_only })
+    })
+}
+
+/// The write succeeded and every other call was refused by the destination itself (an HTTP
+/// 4xx); a call that got no answer proves nothing.
+fn write_only(checks: &[Check]) -> bool {
+    checks.iter().all(|c| if c.operation == "write" { c.allowed } else { !c.allowed && c.detail.starts_with("HTTP 4") })
 }
 
 fn short(s: &str) -> String {

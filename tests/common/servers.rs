@@ -310,7 +310,7 @@ impl GcsEmulator {
             })
             .find(|h| std::net::TcpListener::bind((h.as_str(), 80)).is_ok())
             .expect("a free loopback address with port 80");
-        let child = Command::new("gcp-storage-emulator")
+        let mut child = Command::new("gcp-storage-emulator")
             .args(["start", "-H", &host, "--port", "80", "--default-bucket", "rec", "--in-memory"])
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::process::Stdio::from(std::fs::OpenOptions::new().append(true).open(&log).unwrap()))
@@ -322,6 +322,8 @@ impl GcsEmulator {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("gcp-storage-emulator did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
     }
 
