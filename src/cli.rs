@@ -40,6 +40,21 @@ pub enum Command {
     WebhookDeliver(DeliverArgs),
     /// Check a destination: a probe write must succeed; a read, a head and a list must fail.
     VerifyBucket(VerifyArgs),
+    /// Run a job document (docs/jobs.md): the session, destination, webhook and workspace
+    /// settings all come from the JSON file.
+    Record(RecordArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RecordArgs {
+    /// The job document (JSON).
+    pub job: PathBuf,
+    /// Where the encrypted spill lives [default: $VEIL_SPILL_DIR or a private temp folder].
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// Durable webhook outbox [default: $VEIL_STATE_DIR/outbox, else ~/.local/state/veil/outbox].
+    #[arg(long)]
+    pub outbox_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -127,7 +142,81 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reprocess(a) => reprocess(a),
         Command::WebhookDeliver(a) => deliver(a),
         Command::VerifyBucket(a) => verify_bucket(a),
+        Command::Record(a) => record(a),
     }
+}
+
+/// The worker-wide HIPAA switch: `VEIL_FORCE_HIPAA=1` (or `true`) makes every command run in
+/// HIPAA workspace mode whatever the flags or the job say.
+fn forced_hipaa() -> bool {
+    std::env::var("VEIL_FORCE_HIPAA").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn process_env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn record(a: RecordArgs) -> anyhow::Result<()> {
+    use veil::job::{Job, SessionSpec, SUPPORTED_OUTPUTS};
+    let file = a.job.display().to_string();
+    let bytes = std::fs::read(&a.job).map_err(|e| veil::job::JobError::Read { file: file.clone(), message: e.to_string() })?;
+    let job = Job::parse(&bytes, &file)?;
+    let hipaa = job.workspace.hipaa || forced_hipaa();
+    veil::policy::check(&veil::policy::Request {
+        hipaa,
+        destination: job.destination.as_ref().map(|d| d.url.expose().as_str()),
+        webhook_url: job.webhook.as_ref().map(|w| w.url.as_str()),
+        outputs: &job.outputs,
+    })?;
+    if let Some(o) = job.outputs.iter().find(|o| !SUPPORTED_OUTPUTS.contains(&o.as_str())) {
+        anyhow::bail!("job {file}: `outputs`: `{o}` is not an output this version makes (it makes: {})", SUPPORTED_OUTPUTS.join(", "));
+    }
+    let mut destination = job.destination(&file, &process_env).ok_or_else(|| anyhow::anyhow!("job {file}: `destination` is required"))??;
+    destination.set_part_size(job.upload.part_size_mib.unwrap_or(8).saturating_mul(1 << 20));
+    let webhooks = match &job.webhook {
+        None => None,
+        Some(w) => {
+            webhook::validate_url(&w.url).with_context(|| format!("job {file}: `webhook.url`"))?;
+            let mut config = WebhookConfig::new(w.secret.expose().as_bytes().to_vec());
+            for (name, value) in &w.headers {
+                config.add_header(&format!("{name}: {}", value.expose())).with_context(|| format!("job {file}: `webhook.headers`"))?;
+            }
+            if let Some(pem) = &w.ca_pem {
+                config.set_ca(pem.as_bytes()).with_context(|| format!("job {file}: `webhook.ca_pem`"))?;
+            }
+            Some(Webhooks {
+                url: w.url.clone(),
+                config,
+                outbox: Outbox::open(&a.outbox_dir.clone().unwrap_or_else(default_outbox))?,
+                wait: std::time::Duration::from_secs(120),
+            })
+        }
+    };
+    let dir = match &job.session {
+        SessionSpec::Files(f) => f.dir.clone(),
+        SessionSpec::Janus(_) => anyhow::bail!("job {file}: `session.type`: live janus sessions are not supported by this version yet"),
+    };
+    let opts = ReprocessOptions {
+        webhooks,
+        destination,
+        layout: job.layout,
+        profile: job.profile.clone(),
+        spill_dir: a.spill_dir.unwrap_or_else(recording::default_spill_dir),
+        chat: job.chat.record && job.outputs.iter().any(|o| o == "chat"),
+        include_direct: job.chat.include_direct,
+        retry: veil::upload::stream::RetryPolicy {
+            retention: std::time::Duration::from_secs(job.upload.retention_s.unwrap_or(3600)),
+            ..Default::default()
+        },
+        cancel: cancel_on_signals(),
+    };
+    let result = recording::reprocess(&dir, &opts, |_, _| {});
+    if matches!(result, Err(recording::RecordingError::Cancelled)) {
+        return Err(Cancelled.into());
+    }
+    let result = result.with_context(|| format!("job {}", job.id))?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
 }
 
 /// Set by SIGINT/SIGTERM; copied into the recording's cancel flag.
@@ -171,7 +260,7 @@ fn verify_bucket(a: VerifyArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", verdict.table());
     }
-    if a.hipaa && !verdict.write_only {
+    if (a.hipaa || forced_hipaa()) && !verdict.write_only {
         let allowed: Vec<_> = verdict.checks.iter().filter(|c| c.allowed && c.operation != "write").map(|c| c.operation).collect();
         anyhow::bail!(
             "hipaa enabled: the credentials for {} can {} objects; a HIPAA workspace needs write-only credentials",
@@ -230,7 +319,7 @@ fn deliver(a: DeliverArgs) -> anyhow::Result<()> {
 fn reprocess(a: ReprocessArgs) -> anyhow::Result<()> {
     // Policy first: nothing starts if the workspace rules refuse the request.
     veil::policy::check(&veil::policy::Request {
-        hipaa: a.hipaa,
+        hipaa: a.hipaa || forced_hipaa(),
         destination: a.dest.as_deref(),
         webhook_url: a.webhook.webhook_url.as_deref(),
         outputs: &[],

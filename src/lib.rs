@@ -2,6 +2,7 @@
 //! See `docs/ARCHITECTURE.md` for the data flow and the invariants.
 
 pub mod compose;
+pub mod job;
 pub mod notify;
 pub mod policy;
 pub mod privacy;

@@ -37,8 +37,8 @@ const FIXED_HEADER_LEN: usize = 8 + 1 + 1 + 2 + 4 + PREFIX_LEN + 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpillError {
-    #[error("spill {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("spill {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error("spill {path}: not a veil spill file (bad magic)")]
     BadMagic { path: PathBuf },
     #[error("spill {path}: unsupported version {version}")]
@@ -122,7 +122,7 @@ impl SpillWriter {
 
     pub fn with_chunk_size(path: &Path, key: &SpillKey, chunk_size: usize) -> Result<Self, SpillError> {
         let chunk_size = chunk_size.clamp(1, MAX_CHUNK);
-        let io_err = |source| SpillError::Io { path: path.to_owned(), source };
+        let io_err = |source| SpillError::Io { path: path.to_owned(), cause: source };
         let mut prefix = [0u8; PREFIX_LEN];
         SystemRandom::new().fill(&mut prefix).map_err(|_| SpillError::Random)?;
         let header = encode_header(chunk_size as u32, &prefix);
@@ -207,7 +207,7 @@ impl SpillWriter {
         }
         self.seal(true)?;
         self.finished = true;
-        self.file.sync_all().map_err(|source| SpillError::Io { path: self.path.clone(), source })
+        self.file.sync_all().map_err(|source| SpillError::Io { path: self.path.clone(), cause: source })
     }
 
     fn seal(&mut self, last: bool) -> Result<(), SpillError> {
@@ -216,7 +216,7 @@ impl SpillWriter {
         self.key
             .seal_in_place_append_tag(n, Aad::from(&self.header[..]), &mut sealed)
             .map_err(|_| SpillError::Auth { path: self.path.clone(), index: self.index })?;
-        let io_err = |source| SpillError::Io { path: self.path.clone(), source };
+        let io_err = |source| SpillError::Io { path: self.path.clone(), cause: source };
         self.file.write_all(&(sealed.len() as u32).to_le_bytes()).map_err(io_err)?;
         self.file.write_all(&sealed).map_err(io_err)?;
         // `sealed` is ciphertext now; reuse its allocation for the next chunk after wiping.
@@ -251,7 +251,7 @@ pub struct SpillReader {
 
 impl SpillReader {
     pub fn open(path: &Path, key: &SpillKey) -> Result<Self, SpillError> {
-        let file = File::open(path).map_err(|source| SpillError::Io { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| SpillError::Io { path: path.to_owned(), cause: source })?;
         Self::from_file(path, file, key)
     }
 
@@ -259,7 +259,7 @@ impl SpillReader {
         let mut file = BufReader::new(file);
         let mut header = vec![0u8; FIXED_HEADER_LEN];
         read_full(&mut file, &mut header)
-            .map_err(|source| SpillError::Io { path: path.to_owned(), source })
+            .map_err(|source| SpillError::Io { path: path.to_owned(), cause: source })
             .and_then(|n| {
                 if n < 8 || &header[..8] != MAGIC {
                     Err(SpillError::BadMagic { path: path.to_owned() })
@@ -281,7 +281,7 @@ impl SpillReader {
         let wrapped = u16::from_le_bytes(header[FIXED_HEADER_LEN - 2..].try_into().unwrap()) as usize;
         if wrapped > 0 {
             let mut w = vec![0u8; wrapped];
-            let n = read_full(&mut file, &mut w).map_err(|source| SpillError::Io { path: path.to_owned(), source })?;
+            let n = read_full(&mut file, &mut w).map_err(|source| SpillError::Io { path: path.to_owned(), cause: source })?;
             if n < wrapped {
                 return Err(SpillError::Header { path: path.to_owned(), what: "wrapped key is truncated" });
             }
@@ -304,7 +304,7 @@ impl SpillReader {
         if self.done {
             return Ok(None);
         }
-        let io_err = |path: &Path, source| SpillError::Io { path: path.to_owned(), source };
+        let io_err = |path: &Path, source| SpillError::Io { path: path.to_owned(), cause: source };
         let mut len = [0u8; 4];
         let n = read_full(&mut self.file, &mut len).map_err(|e| io_err(&self.path, e))?;
         if n < 4 {

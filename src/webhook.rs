@@ -23,8 +23,8 @@ use crate::privacy::{hex, mask_url, Redacted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook outbox {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("webhook outbox {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("webhook outbox {path}: unreadable entry ({message})")]
     Entry { path: PathBuf, message: String },
     #[error("webhook CA file {path}: {message}")]
@@ -107,11 +107,16 @@ impl WebhookConfig {
 
     pub fn read_ca(&mut self, path: &Path) -> Result<(), WebhookError> {
         let pem = std::fs::read(path).map_err(|e| WebhookError::Ca { path: path.into(), message: e.to_string() })?;
-        let n = ureq::tls::parse_pem(&pem).filter(|i| matches!(i, Ok(ureq::tls::PemItem::Certificate(_)))).count();
+        self.set_ca(&pem).map_err(|_| WebhookError::Ca { path: path.into(), message: "no PEM certificate found".into() })
+    }
+
+    /// Trusts the certificates in `pem` (and only them).
+    pub fn set_ca(&mut self, pem: &[u8]) -> Result<(), WebhookError> {
+        let n = ureq::tls::parse_pem(pem).filter(|i| matches!(i, Ok(ureq::tls::PemItem::Certificate(_)))).count();
         if n == 0 {
-            return Err(WebhookError::Ca { path: path.into(), message: "no PEM certificate found".into() });
+            return Err(WebhookError::Ca { path: "(inline)".into(), message: "no PEM certificate found".into() });
         }
-        self.ca_pem = Some(pem);
+        self.ca_pem = Some(pem.to_vec());
         Ok(())
     }
 
@@ -194,7 +199,7 @@ impl Outbox {
                 .recursive(true)
                 .mode(0o700)
                 .create(&p)
-                .map_err(|source| WebhookError::Io { path: p.clone(), source })?;
+                .map_err(|source| WebhookError::Io { path: p.clone(), cause: source })?;
         }
         Ok(Self { dir: dir.to_owned() })
     }
@@ -221,9 +226,9 @@ impl Outbox {
             not_before_ms: 0,
         };
         let rdir = self.dir.join("pending").join(recording);
-        std::fs::create_dir_all(&rdir).map_err(|source| WebhookError::Io { path: rdir.clone(), source })?;
+        std::fs::create_dir_all(&rdir).map_err(|source| WebhookError::Io { path: rdir.clone(), cause: source })?;
         let seq = std::fs::read_dir(&rdir)
-            .map_err(|source| WebhookError::Io { path: rdir.clone(), source })?
+            .map_err(|source| WebhookError::Io { path: rdir.clone(), cause: source })?
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok()))
             .max()
@@ -236,7 +241,7 @@ impl Outbox {
     fn heads(&self) -> Result<Vec<PathBuf>, WebhookError> {
         let pending = self.dir.join("pending");
         let mut heads = Vec::new();
-        let rd = std::fs::read_dir(&pending).map_err(|source| WebhookError::Io { path: pending.clone(), source })?;
+        let rd = std::fs::read_dir(&pending).map_err(|source| WebhookError::Io { path: pending.clone(), cause: source })?;
         for r in rd.flatten() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(r.path())
                 .into_iter()
@@ -279,7 +284,7 @@ impl Outbox {
 fn write_atomic(path: &Path, entry: &Entry) -> Result<(), WebhookError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| WebhookError::Io { path: path.to_owned(), source };
+    let io = |source| WebhookError::Io { path: path.to_owned(), cause: source };
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     f.write_all(serde_json::to_string(entry).expect("entry serializes").as_bytes()).map_err(io)?;
@@ -369,7 +374,7 @@ pub fn deliver(
         }
         let mut next_wake = deadline;
         for head in heads {
-            let text = std::fs::read_to_string(&head).map_err(|source| WebhookError::Io { path: head.clone(), source })?;
+            let text = std::fs::read_to_string(&head).map_err(|source| WebhookError::Io { path: head.clone(), cause: source })?;
             let mut entry: Entry = match serde_json::from_str(&text) {
                 Ok(e) => e,
                 Err(e) => {
@@ -387,7 +392,7 @@ pub fn deliver(
             entry.attempts += 1;
             match attempt(&agent, cfg, &entry) {
                 Attempt::Delivered => {
-                    std::fs::remove_file(&head).map_err(|source| WebhookError::Io { path: head.clone(), source })?;
+                    std::fs::remove_file(&head).map_err(|source| WebhookError::Io { path: head.clone(), cause: source })?;
                     tracing::info!(event = %entry.event, id = %entry.id, attempts = entry.attempts, to = %mask_url(&entry.url), "webhook delivered");
                     report.delivered += 1;
                     next_wake = Instant::now();
@@ -403,7 +408,7 @@ pub fn deliver(
                     tracing::error!(event = %entry.event, id = %entry.id, attempts = entry.attempts, reason = %why, to = %mask_url(&entry.url), "webhook delivery abandoned; kept in the outbox's dead/ folder");
                     write_atomic(&head, &entry)?;
                     let dead = outbox.dir.join("dead").join(dead_name(&head));
-                    std::fs::rename(&head, &dead).map_err(|source| WebhookError::Io { path: dead.clone(), source })?;
+                    std::fs::rename(&head, &dead).map_err(|source| WebhookError::Io { path: dead.clone(), cause: source })?;
                     report.failed += 1;
                     next_wake = Instant::now();
                 }

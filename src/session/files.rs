@@ -15,8 +15,8 @@ use crate::privacy::Redacted;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: field `{field}`: {message}")]
@@ -75,7 +75,7 @@ pub fn is_safe_id(s: &str) -> bool {
 /// Loads and probes a session folder.
 pub fn load(dir: &Path) -> Result<Session, LoadError> {
     let manifest = dir.join("session.json");
-    let text = std::fs::read_to_string(&manifest).map_err(|source| LoadError::Read { path: manifest.clone(), source })?;
+    let text = std::fs::read_to_string(&manifest).map_err(|source| LoadError::Read { path: manifest.clone(), cause: source })?;
     let raw: RawSession =
         serde_json::from_str(&text).map_err(|e| LoadError::Parse { path: manifest.clone(), message: e.to_string() })?;
     let field_err = |field: String, message: &str| LoadError::Field { path: manifest.clone(), field, message: message.into() };
@@ -167,7 +167,7 @@ pub fn load(dir: &Path) -> Result<Session, LoadError> {
 
 /// Reads a JSON-lines chat log; blank lines are skipped, anything else must be a message.
 pub fn load_chat(path: &Path) -> Result<Vec<ChatMessage>, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), cause: source })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -206,7 +206,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 fn probe(path: PathBuf, label: String, field: String, start_ms: u64, source: Source) -> Result<Track, LoadError> {
     let undecodable = |detail: String| LoadError::Undecodable { path: path.clone(), field: field.clone(), detail };
     crate::compose::init().map_err(|e| undecodable(format!(": {e}")))?;
-    let abs = std::fs::canonicalize(&path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
+    let abs = std::fs::canonicalize(&path).map_err(|source| LoadError::Read { path: path.clone(), cause: source })?;
     let uri = gstreamer::glib::filename_to_uri(&abs, None).map_err(|e| undecodable(format!(": {e}")))?;
     let discoverer = gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(15))
         .map_err(|e| undecodable(format!(": {e}")))?;

@@ -22,6 +22,9 @@ use md5::{Digest, Md5};
 use super::{DestinationFault, ObjectUpload, StoredObject, UploadError};
 use super::s3::Env;
 
+/// A service account key given as JSON text rather than a file (job documents).
+pub const CREDENTIALS_JSON_VAR: &str = "VEIL_GCS_CREDENTIALS_JSON";
+
 /// Parts follow the S3 default; the library chunks them in 256 KiB multiples.
 pub const DEFAULT_PART: usize = 8 << 20;
 
@@ -34,6 +37,8 @@ pub struct GcsDest {
     /// A service account JSON file (`GOOGLE_APPLICATION_CREDENTIALS`); its contents are read
     /// when an upload starts and never logged.
     pub credentials_file: Option<std::path::PathBuf>,
+    /// Or the key itself.
+    pub credentials_json: Option<crate::privacy::Redacted<String>>,
     pub part_size: usize,
 }
 
@@ -54,10 +59,11 @@ impl GcsDest {
         }
         let emulator = env("STORAGE_EMULATOR_HOST").map(|h| if h.contains("://") { h } else { format!("http://{h}") });
         let credentials_file = env("GOOGLE_APPLICATION_CREDENTIALS").map(std::path::PathBuf::from);
-        if emulator.is_none() && credentials_file.is_none() {
+        let credentials_json = env(CREDENTIALS_JSON_VAR).map(crate::privacy::Redacted::new);
+        if emulator.is_none() && credentials_file.is_none() && credentials_json.is_none() {
             return Err("GOOGLE_APPLICATION_CREDENTIALS is not set (or STORAGE_EMULATOR_HOST for an emulator)".into());
         }
-        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned(), emulator, credentials_file, part_size: DEFAULT_PART })
+        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned(), emulator, credentials_file, credentials_json, part_size: DEFAULT_PART })
     }
 
     pub fn describe(&self) -> String {
@@ -77,18 +83,19 @@ impl GcsDest {
         if self.emulator.is_some() {
             return Ok(google_cloud_auth::credentials::anonymous::Builder::new().build());
         }
-        let Some(f) = &self.credentials_file else {
-            return Err(self.fail("no credentials".into(), DestinationFault::Credentials));
+        let (json, what) = match (&self.credentials_json, &self.credentials_file) {
+            (Some(j), _) => (zeroize::Zeroizing::new(j.expose().as_bytes().to_vec()), "the service account key".to_owned()),
+            (None, Some(f)) => {
+                let bytes = std::fs::read(f).map_err(|e| self.fail(format!("cannot read GOOGLE_APPLICATION_CREDENTIALS ({}): {e}", f.display()), DestinationFault::Credentials))?;
+                (zeroize::Zeroizing::new(bytes), f.display().to_string())
+            }
+            (None, None) => return Err(self.fail("no credentials".into(), DestinationFault::Credentials)),
         };
-        {
-            let json = std::fs::read(f).map_err(|e| self.fail(format!("cannot read GOOGLE_APPLICATION_CREDENTIALS ({}): {e}", f.display()), DestinationFault::Credentials))?;
-            let json = zeroize::Zeroizing::new(json);
-            let value: serde_json::Value = serde_json::from_slice(&json)
-                .map_err(|_| self.fail(format!("{} is not a service account JSON file", f.display()), DestinationFault::Credentials))?;
-            google_cloud_auth::credentials::service_account::Builder::new(value)
-                .build()
-                .map_err(|_| self.fail(format!("{} is not a usable service account key", f.display()), DestinationFault::Credentials))
-        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|_| self.fail(format!("{what} is not service account JSON"), DestinationFault::Credentials))?;
+        google_cloud_auth::credentials::service_account::Builder::new(value)
+            .build()
+            .map_err(|_| self.fail(format!("{what} is not a usable service account key"), DestinationFault::Credentials))
     }
 
     pub(crate) async fn client(&self) -> Result<Storage, UploadError> {
