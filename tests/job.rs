@@ -128,3 +128,12 @@ fn job_errors_name_the_field_and_never_the_value() {
     assert!(err.contains("`session.type`: live janus sessions are not supported"), "{err}");
     assert!(!err.contains("SASSECRET"), "{err}");
 }
+
+#[test]
+fn documented_examples_parse() {
+    for f in std::fs::read_dir(repo().join("fixtures/jobs")).unwrap() {
+        let p = f.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        veil::job::Job::parse(&bytes, &p.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
