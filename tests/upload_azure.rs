@@ -40,6 +40,12 @@ fn azurite_streams_md5_checked_blocks_and_wipes_the_spill() {
     assert!(blocks >= 3, "several blocks expected, {size} bytes");
     assert_eq!(video["confirmed_by"], format!("azure block list of {blocks} block(s) committed, each block's MD5 echoed"));
     assert!(!video["url"].as_str().unwrap().contains('?'), "no SAS in the result");
+    // Only writes reached the service (looked at before this test reads anything back).
+    let reqs = az.requests();
+    assert!(reqs.len() >= blocks + 1, "{reqs:?}");
+    for (method, url) in &reqs {
+        assert_eq!(method, "PUT", "a non-write request: {method} {url}");
+    }
     let bytes = az.get(video["key"].as_str().unwrap());
     assert_eq!(sha256_hex(&bytes), video["sha256"].as_str().unwrap());
     let (_d, mp4) = write_temp(&bytes, "landed.mp4");

@@ -84,3 +84,34 @@ fn gcs_verify_bucket_reports_what_the_emulator_allows() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("hipaa enabled: the credentials for gs://rec/probe can read, head, list objects"), "{}", stderr(&out));
 }
+
+#[test]
+fn gcs_cancel_leaves_no_object_and_no_spill() {
+    let gcs = GcsEmulator::start();
+    let spill = tempfile::tempdir().unwrap();
+    let (_p, profile) = big_profile();
+    let child = veil()
+        .arg("reprocess")
+        .arg(session())
+        .args(["--dest", "gs://rec/cancel", "--part-size-mib", "1", "--profile", profile.to_str().unwrap()])
+        .arg("--spill-dir")
+        .arg(spill.path())
+        .env("STORAGE_EMULATOR_HOST", gcs.endpoint())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Cancel once a few parts are on their way (they stay in the spill until the object is
+    // confirmed) or after 4 s.
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(4) && spill_files(spill.path()).len() < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(spill_files(spill.path()).is_empty(), "spill shredded");
+    let url = format!("{}/storage/v1/b/rec/o?prefix=cancel/", gcs.endpoint());
+    let listing = ureq::get(&url).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(!listing.contains("cancel/composite"), "no object was finalized: {listing}");
+}

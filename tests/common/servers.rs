@@ -246,6 +246,19 @@ impl Azurite {
         format!("{}/{}/{prefix}?{sas}", self.base, self.container)
     }
 
+    /// Method and path of every request Azurite logged (its debug log).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let log = std::fs::read_to_string(self.dir.path().join("debug.log")).unwrap_or_default();
+        log.split("RequestMethod=")
+            .skip(1)
+            .filter_map(|r| {
+                let (method, rest) = r.split_once(' ')?;
+                let url = rest.strip_prefix("RequestURL=")?.split([' ', '?']).next()?;
+                Some((method.to_owned(), url.to_owned()))
+            })
+            .collect()
+    }
+
     /// Downloads a blob with the read SAS.
     pub fn get(&self, key: &str) -> Vec<u8> {
         let url = format!("{}/{}/{key}?{}", self.base, self.container, self.reader_sas);
