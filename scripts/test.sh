@@ -10,6 +10,8 @@ bash scripts/install-garage.sh >/dev/null
 python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install --quiet 'moto[server]>=5,<6'
 bash scripts/install-azurite.sh >/dev/null
 command -v gcp-storage-emulator >/dev/null || python3 -m pip install --quiet 'gcp-storage-emulator>=2026'
+# The Janus gateway for the live-source tests (never its own service; see the script).
+bash scripts/install-janus.sh
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
   # nextest does not run doctests; there are none to skip in a binary-first crate, but run

@@ -1,10 +1,11 @@
 //! Session sources: who was in the session, when, with which tracks, and what they wrote.
 //!
 //! The compositor consumes a [`Session`]; it does not know where it came from. `files` builds
-//! one from a session folder (reprocessing). The live Janus source comes later and feeds the
-//! same model through events.
+//! one from a session folder (reprocessing). `janus` holds the live source's signaling (the
+//! hidden participant); its media path comes next and feeds the same model through events.
 
 pub mod files;
+pub mod janus;
 
 use std::path::PathBuf;
 

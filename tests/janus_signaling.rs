@@ -1,0 +1,68 @@
+//! The live source's signaling against a real Janus (Debian `janus`, private config, in a
+//! network namespace the test creates): the worker joins as a hidden participant.
+
+mod common;
+#[path = "common/janus.rs"]
+mod janus;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use veil::session::janus::{join_hidden, Client, HIDDEN_DISPLAY};
+
+const ROOM: u64 = 1234;
+
+#[test]
+fn the_worker_joins_hidden_and_participants_are_not_told() {
+    let j = janus::Janus::start();
+    // An ordinary participant is in the room first.
+    let (alice, alice_events) = Client::connect(&j.url).unwrap();
+    let ah = alice.attach("janus.plugin.videoroom").unwrap();
+    let (joined, _) = alice.request(ah, "join", json!({"request": "join", "ptype": "publisher", "room": ROOM, "display": "Alice"}), None, Duration::from_secs(5)).unwrap();
+    assert_eq!(joined["videoroom"], "joined");
+
+    let (worker, _worker_events) = Client::connect(&j.url).unwrap();
+    let me = join_hidden(&worker, ROOM, None).unwrap();
+    assert!(me.initial.is_empty(), "nobody publishes media yet");
+
+    // Alice hears nothing about the worker (the room runs with notify_joining off).
+    let end = Instant::now() + Duration::from_millis(1500);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if let Ok(ev) = alice_events.recv_timeout(left) {
+            let text = format!("{:?}", ev.data);
+            assert!(!text.contains(HIDDEN_DISPLAY) && !text.contains(&me.feed.to_string()), "a participant was told about the worker: {text}");
+        }
+    }
+
+    // Applications can find (and filter) it by its fixed display name.
+    let (list, _) = alice.request(ah, "listparticipants", json!({"request": "listparticipants", "room": ROOM}), None, Duration::from_secs(5)).unwrap();
+    let names: Vec<&str> = list["participants"].as_array().unwrap().iter().filter_map(|p| p["display"].as_str()).collect();
+    assert!(names.contains(&HIDDEN_DISPLAY), "{names:?}");
+    assert!(names.contains(&"Alice"));
+
+    // Leaving destroys the session; the worker is gone from the list.
+    drop(worker);
+    let t = Instant::now();
+    loop {
+        let (list, _) = alice.request(ah, "listparticipants", json!({"request": "listparticipants", "room": ROOM}), None, Duration::from_secs(5)).unwrap();
+        let still = list["participants"].as_array().unwrap().iter().any(|p| p["display"] == HIDDEN_DISPLAY);
+        if !still {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "the worker stayed listed after leaving");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn errors_name_the_request_and_a_wrong_room_is_refused() {
+    let j = janus::Janus::start();
+    let (worker, _ev) = Client::connect(&j.url).unwrap();
+    let e = match join_hidden(&worker, 999_999, None) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("joined a room that does not exist"),
+    };
+    assert!(e.contains("join refused: error 426"), "{e}");
+    let e = Client::connect("http://127.0.0.1:9/janus").err().unwrap().to_string();
+    assert!(e.contains("cannot connect"), "{e}");
+}
