@@ -66,3 +66,50 @@ fn errors_name_the_request_and_a_wrong_room_is_refused() {
     let e = Client::connect("http://127.0.0.1:9/janus").err().unwrap().to_string();
     assert!(e.contains("cannot connect"), "{e}");
 }
+
+#[test]
+fn the_hidden_worker_learns_of_publishers_joining_and_leaving() {
+    let j = janus::Janus::start();
+    let (worker, events) = Client::connect(&j.url).unwrap();
+    let me = join_hidden(&worker, ROOM, None).unwrap();
+    // A synthetic publisher (webrtcbin) inside the namespace publishes for 3 s, then leaves.
+    let mut publisher = std::process::Command::new("ip")
+        .args(["netns", "exec", &j.netns])
+        .arg(env!("CARGO_BIN_EXE_veil-publisher"))
+        .args(["--janus", &j.url, "--display", "Zoë \"the patient\"", "--freq", "660", "--duration", "3"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = None;
+    let mut left = false;
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end && !left {
+        let Ok(ev) = events.recv_timeout(Duration::from_millis(200)) else { continue };
+        if ev.handle != Some(me.handle) {
+            continue;
+        }
+        let Some(data) = ev.data else { continue };
+        let pubs = veil::session::janus::publishers(&data);
+        if let Some(p) = pubs.first() {
+            let mut kinds: Vec<&str> = p.streams.iter().map(|(_, k)| k.as_str()).collect();
+            kinds.sort();
+            assert_eq!(kinds, ["audio", "data", "video"], "the publisher's streams");
+            assert_eq!(p.display.expose(), "Zoë \"the patient\"");
+            seen = Some(p.feed);
+        }
+        if let Some(feed) = seen {
+            if data["unpublished"].as_u64() == Some(feed) || data["leaving"].as_u64() == Some(feed) {
+                left = true;
+            }
+        }
+    }
+    let status = publisher.wait().unwrap();
+    assert!(status.success(), "publisher failed: {}", janus_log_tail(&j));
+    assert!(seen.is_some(), "no publishers event: {}", janus_log_tail(&j));
+    assert!(left, "no unpublished/leaving event");
+}
+
+fn janus_log_tail(j: &janus::Janus) -> String {
+    let log = j.log();
+    log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+}

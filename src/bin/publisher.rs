@@ -1,0 +1,173 @@
+//! `veil-publisher`: a synthetic Janus VideoRoom publisher for tests and demos.
+//!
+//! Publishes a test pattern with a visible running clock (VP8), a sine tone at a chosen
+//! frequency (Opus) and a data channel on which it sends chat messages at chosen times, then
+//! leaves after `--duration`. WebRTC by GStreamer's webrtcbin; signaling by veil's Janus client.
+
+use std::sync::mpsc::{channel, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Parser;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+use serde_json::json;
+use veil::session::janus::Client;
+
+#[derive(Parser)]
+#[command(name = "veil-publisher", about = "Synthetic VideoRoom publisher: test pattern with a clock, a tone, chat")]
+struct Args {
+    /// Janus HTTP API, e.g. http://10.201.7.2:8088/janus
+    #[arg(long)]
+    janus: String,
+    #[arg(long, default_value_t = 1234)]
+    room: u64,
+    #[arg(long)]
+    display: String,
+    /// Tone frequency in Hz (0: no audio).
+    #[arg(long, default_value_t = 440.0)]
+    freq: f64,
+    /// videotestsrc pattern number (0: no video).
+    #[arg(long, default_value_t = 18)]
+    pattern: i32,
+    /// Seconds to publish before leaving.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// A chat message `SECONDS:TEXT`, sent on the data channel that many seconds after the
+    /// connection is up (repeatable).
+    #[arg(long = "chat")]
+    chat: Vec<String>,
+}
+
+enum Signal {
+    Offer(String),
+    Candidate(u32, String),
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    gst::init()?;
+    let mut chats: Vec<(f64, String)> = a
+        .chat
+        .iter()
+        .map(|c| {
+            let (t, m) = c.split_once(':').ok_or_else(|| anyhow!("--chat takes SECONDS:TEXT"))?;
+            Ok((t.parse::<f64>().context("--chat seconds")?, m.to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    chats.sort_by(|x, y| x.0.total_cmp(&y.0));
+
+    let (client, _events) = Client::connect(&a.janus)?;
+    let handle = client.attach("janus.plugin.videoroom")?;
+    let (joined, _) = client.request(handle, "join", json!({"request": "join", "ptype": "publisher", "room": a.room, "display": a.display}), None, Duration::from_secs(10))?;
+    if joined["videoroom"] != "joined" {
+        bail!("join: unexpected answer");
+    }
+
+    let mut desc = String::from("webrtcbin name=webrtc bundle-policy=max-bundle ");
+    if a.pattern > 0 {
+        desc.push_str(&format!(
+            "videotestsrc is-live=true pattern={} ! video/x-raw,width=640,height=360,framerate=30/1 ! timeoverlay halignment=center valignment=center font-desc=\"Sans 36\" ! videoconvert ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! webrtc. ",
+            a.pattern
+        ));
+    }
+    if a.freq > 0.0 {
+        desc.push_str(&format!(
+            "audiotestsrc is-live=true wave=sine freq={} volume=0.4 ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ",
+            a.freq
+        ));
+    }
+    let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow!("not a pipeline"))?;
+    let webrtc = pipeline.by_name("webrtc").ok_or_else(|| anyhow!("no webrtcbin"))?;
+    let (tx, rx) = channel::<Signal>();
+
+    pipeline.set_state(gst::State::Ready)?;
+    let data = webrtc.emit_by_name::<Option<gst_webrtc::WebRTCDataChannel>>("create-data-channel", &[&"chat", &None::<gst::Structure>]);
+    {
+        let tx = tx.clone();
+        webrtc.connect("on-negotiation-needed", false, move |values| {
+            let w = values[0].get::<gst::Element>().expect("webrtcbin");
+            offer(&w, tx.clone());
+            None
+        });
+    }
+    {
+        let tx = tx.clone();
+        webrtc.connect("on-ice-candidate", false, move |values| {
+            let mline = values[1].get::<u32>().unwrap_or(0);
+            let cand = values[2].get::<String>().unwrap_or_default();
+            let _ = tx.send(Signal::Candidate(mline, cand));
+            None
+        });
+    }
+    pipeline.set_state(gst::State::Playing)?;
+
+    let bus = pipeline.bus().ok_or_else(|| anyhow!("no bus"))?;
+    let start = Instant::now();
+    let mut up: Option<Instant> = None;
+    let mut next_chat = 0;
+    loop {
+        if start.elapsed() > Duration::from_secs_f64(a.duration + 30.0) && up.is_none() {
+            bail!("the connection never came up");
+        }
+        if let Some(t) = up {
+            if t.elapsed() >= Duration::from_secs_f64(a.duration) {
+                break;
+            }
+            while next_chat < chats.len() && t.elapsed() >= Duration::from_secs_f64(chats[next_chat].0) {
+                let msg = json!({"type": "chat", "id": format!("m{next_chat}"), "to": null, "message": chats[next_chat].1});
+                if let Some(d) = &data {
+                    if let Err(e) = d.send_string_full(Some(&msg.to_string())) {
+                        eprintln!("veil-publisher: chat not sent: {e}");
+                    }
+                }
+                next_chat += 1;
+            }
+        }
+        while let Ok(s) = rx.try_recv() {
+            match s {
+                Signal::Offer(sdp) => {
+                    let (_, jsep) = client.request(handle, "publish", json!({"request": "publish"}), Some(json!({"type": "offer", "sdp": sdp})), Duration::from_secs(10))?;
+                    let answer = jsep.and_then(|j| j["sdp"].as_str().map(str::to_owned)).ok_or_else(|| anyhow!("publish: no answer SDP"))?;
+                    let msg = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|_| anyhow!("publish: bad answer SDP"))?;
+                    let desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
+                    webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &None::<gst::Promise>]);
+                }
+                Signal::Candidate(mline, c) => {
+                    let _ = client.trickle(handle, json!({"candidate": c, "sdpMLineIndex": mline}));
+                }
+            }
+        }
+        if up.is_none() {
+            let state = webrtc.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state");
+            if state == gst_webrtc::WebRTCPeerConnectionState::Connected {
+                up = Some(Instant::now());
+                eprintln!("veil-publisher: connected");
+            }
+        }
+        if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(20), &[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                bail!("pipeline: {}", e.error());
+            }
+        }
+    }
+    let _ = client.request(handle, "leave", json!({"request": "leave"}), None, Duration::from_secs(5));
+    pipeline.set_state(gst::State::Null)?;
+    Ok(())
+}
+
+fn offer(webrtc: &gst::Element, tx: Sender<Signal>) {
+    let w = webrtc.clone();
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let Ok(Some(reply)) = reply else { return };
+        let Ok(offer) = reply.value("offer").map(|v| v.get::<gst_webrtc::WebRTCSessionDescription>()) else { return };
+        let Ok(offer) = offer else { return };
+        w.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+        if let Ok(text) = offer.sdp().as_text() {
+            let _ = tx.send(Signal::Offer(text));
+        }
+    });
+    webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+}
