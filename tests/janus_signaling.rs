@@ -113,3 +113,91 @@ fn janus_log_tail(j: &janus::Janus) -> String {
     let log = j.log();
     log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
 }
+
+/// Moves the calling thread (and the threads it starts afterwards) into `netns`.
+fn enter_netns(netns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/var/run/netns/{netns}")).unwrap();
+    // SAFETY: setns on a descriptor we own; affects only this thread.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_subscription_receives_audio_video_and_chat_inside_the_namespace() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use veil::session::janus::subscriber::{MediaEvent, Subscription};
+
+    let j = janus::Janus::start();
+    let netns = j.netns.clone();
+    let url = j.url.clone();
+    // Everything WebRTC runs on a thread inside the namespace, as the worker will.
+    let outcome = std::thread::spawn(move || {
+        enter_netns(&netns);
+        gst::init().unwrap();
+        let (worker, events) = Client::connect(&url).unwrap();
+        let me = join_hidden(&worker, ROOM, None).unwrap();
+        let mut publisher = std::process::Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .arg(env!("CARGO_BIN_EXE_veil-publisher"))
+            .args(["--janus", &url, "--display", "Ana", "--freq", "440", "--duration", "9", "--chat", "5:{\"hello\": 1}", "--chat", "6:second"])
+            .spawn()
+            .unwrap();
+        // Wait for the publisher to be announced.
+        let end = Instant::now() + Duration::from_secs(20);
+        let feed = loop {
+            assert!(Instant::now() < end, "no publisher announced");
+            let Ok(ev) = events.recv_timeout(Duration::from_millis(200)) else { continue };
+            if let Some(p) = ev.data.as_ref().map(veil::session::janus::publishers).and_then(|p| p.into_iter().next()) {
+                break p.feed;
+            }
+        };
+        let pipeline = gst::Pipeline::new();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sub = Subscription::start(&worker, ROOM, me.private_id, feed, &pipeline, tx).unwrap();
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new()));
+        let mut chats = Vec::new();
+        let end = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < end {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(MediaEvent::Pad { kind, pad, feed: f, hold }) => {
+                    assert_eq!(f, feed);
+                    // Decode to prove the media is real: count decoded buffers per kind.
+                    let chain = if kind == "video" { "rtpvp8depay ! vp8dec ! fakesink name=s async=false sync=false" } else { "rtpopusdepay ! opusdec ! fakesink name=s async=false sync=false" };
+                    let bin = gst::parse::bin_from_description(chain, true).unwrap();
+                    pipeline.add(&bin).unwrap();
+                    bin.sync_state_with_parent().unwrap();
+                    pad.link(&bin.static_pad("sink").unwrap()).unwrap();
+                    drop(hold);
+                    let sink = bin.by_name("s").unwrap();
+                    let counts = counts.clone();
+                    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                        *counts.lock().unwrap().entry(kind.clone()).or_default() += 1;
+                        gst::PadProbeReturn::Ok
+                    });
+                }
+                Ok(MediaEvent::Chat { feed: f, text, .. }) => {
+                    assert_eq!(f, feed);
+                    chats.push(text.expose().clone());
+                }
+                Err(_) => {}
+            }
+            if chats.len() >= 2 && counts.lock().unwrap().values().filter(|n| **n > 20).count() == 2 {
+                break;
+            }
+        }
+        drop(sub);
+        pipeline.set_state(gst::State::Null).unwrap();
+        let _ = publisher.wait();
+        let counts = counts.lock().unwrap().clone();
+        (counts, chats)
+    })
+    .join()
+    .unwrap();
+    let (counts, chats) = outcome;
+    assert!(counts.get("video").copied().unwrap_or(0) > 20, "decoded video frames: {counts:?}; janus: {}", janus_log_tail(&j));
+    assert!(counts.get("audio").copied().unwrap_or(0) > 20, "decoded audio buffers: {counts:?}");
+    assert!(chats.iter().any(|c| c.contains("\"message\":\"second\"")), "chat received on our data channel: {chats:?}");
+}

@@ -175,6 +175,15 @@ impl Client {
         post(&self.agent, &url, &json!({"janus": "trickle", "transaction": transaction(), "candidate": candidate}), &self.shown(), "trickle").map(|_| ())
     }
 
+    /// A detached sender of trickle candidates, for threads that must not hold the client.
+    pub fn trickler(&self) -> impl Fn(u64, Value) -> Result<(), JanusError> + Send + 'static {
+        let (agent, base, session, shown) = (self.agent.clone(), self.base.clone(), self.session, self.shown());
+        move |handle, candidate| {
+            let url = format!("{base}/{session}/{handle}");
+            post(&agent, &url, &json!({"janus": "trickle", "transaction": transaction(), "candidate": candidate}), &shown, "trickle").map(|_| ())
+        }
+    }
+
     pub fn detach(&self, handle: u64) -> Result<(), JanusError> {
         let url = format!("{}/{}/{handle}", self.base, self.session);
         post(&self.agent, &url, &json!({"janus": "detach", "transaction": transaction()}), &self.shown(), "detach").map(|_| ())

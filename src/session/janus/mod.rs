@@ -1,0 +1,7 @@
+//! The live Janus VideoRoom source: signaling (a hidden participant that learns who
+//! publishes) and media subscriptions (webrtcbin) whose pads feed the compositor.
+
+pub mod signaling;
+pub mod subscriber;
+
+pub use signaling::{join_hidden, publishers, Client, Event, HiddenParticipant, JanusError, Publisher, HIDDEN_DISPLAY};
