@@ -18,6 +18,13 @@ if [ "$cmd" = stop ]; then
   fi
   exit 0
 fi
+# Namespaces left by a killed test run (no process inside) are removed first.
+for old in $(ip netns list 2>/dev/null | awk '/^veil-j[0-9]+/ {print $1}'); do
+  if [ -z "$(ip netns pids "$old" 2>/dev/null)" ]; then
+    ip netns del "$old" 2>/dev/null || true
+    ip link del "vjh${old#veil-j}" 2>/dev/null || true
+  fi
+done
 n="$3"; ns="veil-j$n"; vh="vjh$n"; vn="vjn$n"; host_ip="10.201.$n.1"; ns_ip="10.201.$n.2"
 command -v janus >/dev/null || { echo "janus is not installed (apt-get install janus)" >&2; exit 1; }
 mkdir -p "$dir/conf" "$dir/plugins" "$dir/transports"
