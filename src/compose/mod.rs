@@ -93,6 +93,99 @@ pub struct Report {
 /// Receives the muxed output in order. Errors stop the pipeline.
 pub type ByteSink = Box<dyn FnMut(&[u8]) -> Result<(), String> + Send>;
 
+/// The shared end of every composite pipeline: compositor and audio mixer, the peak limiter,
+/// the profile's encoders and muxer, and the appsink that hands muxed bytes to `sink`.
+pub(crate) struct Output {
+    pub comp: gst::Element,
+    pub amix: gst::Element,
+    /// The compositor's output caps filter (its src pad carries the raw composite).
+    pub vcaps: gst::Element,
+    pub sink_error: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) fn output(pipeline: &gst::Pipeline, profile: &Profile, sink: ByteSink) -> Result<Output, ComposeError> {
+    let comp = make("compositor")?;
+    comp.set_property_from_str("background", "black");
+    comp.set_property("emit-signals", true);
+    let amix = make("audiomixer")?;
+    pipeline.add_many([&comp, &amix]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+
+    let profile_err = |message: String| ComposeError::Profile { profile: profile.name.clone(), message };
+    let venc = profile.build_video().map_err(|e| profile_err(format!("video: {e}")))?;
+    let aenc = profile.build_audio().map_err(|e| profile_err(format!("audio: {e}")))?;
+    let mux = profile.build_mux().map_err(|e| profile_err(format!("mux: {e}")))?;
+    let appsink = gst_app::AppSink::builder().sync(false).max_buffers(64).build();
+
+    let vcaps = capsfilter(
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", WIDTH)
+            .field("height", HEIGHT)
+            .field("framerate", gst::Fraction::new(FPS, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    )?;
+    let vq = make("queue")?;
+    let vq2 = make("queue")?;
+    let acaps = capsfilter(raw_audio_caps())?;
+    let aq = make("queue")?;
+    let aq2 = make("queue")?;
+    pipeline
+        .add_many([&vcaps, &vq, venc.upcast_ref(), &vq2, &acaps, &aq, aenc.upcast_ref(), &aq2, &mux, appsink.upcast_ref()])
+        .map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+    gst::Element::link_many([&comp, &vcaps, &vq, venc.upcast_ref(), &vq2]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+    gst::Element::link_many([&amix, &acaps, &aq, aenc.upcast_ref(), &aq2]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+    vq2.link(&mux).map_err(|e| profile_err(format!("video does not link to the muxer: {e}")))?;
+    aq2.link(&mux).map_err(|e| profile_err(format!("audio does not link to the muxer: {e}")))?;
+    mux.link(&appsink).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+
+    // Peak limiter on the mixed audio.
+    let limiter = Mutex::new(limiter::Limiter::new(AUDIO_RATE as u32, 80.0));
+    acaps.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data {
+            let buf = buf.make_mut();
+            if let Ok(mut map) = buf.map_writable() {
+                // SAFETY: any bit pattern is a valid f32; align_to_mut only hands out the
+                // correctly aligned middle part. F32LE on a little-endian host is native.
+                let (head, samples, tail) = unsafe { map.as_mut_slice().align_to_mut::<f32>() };
+                if head.is_empty() && tail.is_empty() && cfg!(target_endian = "little") {
+                    limiter.lock().unwrap().process(samples, 2);
+                } else {
+                    let bytes = map.as_mut_slice();
+                    let mut copy: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    limiter.lock().unwrap().process(&mut copy, 2);
+                    for (b, s) in bytes.chunks_exact_mut(4).zip(copy) {
+                        b.copy_from_slice(&s.to_le_bytes());
+                    }
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+
+    // Byte sink: every muxed buffer goes to the spill, in order.
+    let sink_error = Arc::new(Mutex::new(None));
+    let sink = Mutex::new(sink);
+    let err_slot = sink_error.clone();
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buf) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
+                let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut sink = sink.lock().map_err(|_| gst::FlowError::Error)?;
+                if let Err(e) = sink(map.as_slice()) {
+                    *err_slot.lock().unwrap() = Some(e);
+                    return Err(gst::FlowError::Error);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+
+    Ok(Output { comp, amix, vcaps, sink_error })
+}
+
 struct TrackBranch {
     /// For messages: `peers[i].tracks[j]`, never a name.
     field: String,
@@ -241,40 +334,7 @@ impl Compositor {
         let area = if panel { Rect::new(0, 0, WIDTH - PANEL_W, HEIGHT) } else { Rect::new(0, 0, WIDTH, HEIGHT) };
 
         // --- mixers and output ------------------------------------------------------------
-        let comp = make("compositor")?;
-        comp.set_property_from_str("background", "black");
-        comp.set_property("emit-signals", true);
-        let amix = make("audiomixer")?;
-        pipeline.add_many([&comp, &amix]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
-
-        let profile_err = |message: String| ComposeError::Profile { profile: opts.profile.name.clone(), message };
-        let venc = opts.profile.build_video().map_err(|e| profile_err(format!("video: {e}")))?;
-        let aenc = opts.profile.build_audio().map_err(|e| profile_err(format!("audio: {e}")))?;
-        let mux = opts.profile.build_mux().map_err(|e| profile_err(format!("mux: {e}")))?;
-        let appsink = gst_app::AppSink::builder().sync(false).max_buffers(64).build();
-
-        let vcaps = capsfilter(
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .field("width", WIDTH)
-                .field("height", HEIGHT)
-                .field("framerate", gst::Fraction::new(FPS, 1))
-                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                .build(),
-        )?;
-        let vq = make("queue")?;
-        let vq2 = make("queue")?;
-        let acaps = capsfilter(raw_audio_caps())?;
-        let aq = make("queue")?;
-        let aq2 = make("queue")?;
-        pipeline
-            .add_many([&vcaps, &vq, venc.upcast_ref(), &vq2, &acaps, &aq, aenc.upcast_ref(), &aq2, &mux, appsink.upcast_ref()])
-            .map_err(|e| ComposeError::Pipeline(e.to_string()))?;
-        gst::Element::link_many([&comp, &vcaps, &vq, venc.upcast_ref(), &vq2]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
-        gst::Element::link_many([&amix, &acaps, &aq, aenc.upcast_ref(), &aq2]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
-        vq2.link(&mux).map_err(|e| profile_err(format!("video does not link to the muxer: {e}")))?;
-        aq2.link(&mux).map_err(|e| profile_err(format!("audio does not link to the muxer: {e}")))?;
-        mux.link(&appsink).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+        let Output { comp, amix, vcaps, sink_error } = output(&pipeline, &opts.profile, sink)?;
 
         // The output is exactly as long as the session: nothing at or after its end.
         let end = gst::ClockTime::from_mseconds(dur);
@@ -284,50 +344,6 @@ impl Compositor {
                 _ => gst::PadProbeReturn::Ok,
             }
         });
-
-        // Peak limiter on the mixed audio.
-        let limiter = Mutex::new(limiter::Limiter::new(AUDIO_RATE as u32, 80.0));
-        acaps.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data {
-                let buf = buf.make_mut();
-                if let Ok(mut map) = buf.map_writable() {
-                    // SAFETY: any bit pattern is a valid f32; align_to_mut only hands out the
-                    // correctly aligned middle part. F32LE on a little-endian host is native.
-                    let (head, samples, tail) = unsafe { map.as_mut_slice().align_to_mut::<f32>() };
-                    if head.is_empty() && tail.is_empty() && cfg!(target_endian = "little") {
-                        limiter.lock().unwrap().process(samples, 2);
-                    } else {
-                        let bytes = map.as_mut_slice();
-                        let mut copy: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                        limiter.lock().unwrap().process(&mut copy, 2);
-                        for (b, s) in bytes.chunks_exact_mut(4).zip(copy) {
-                            b.copy_from_slice(&s.to_le_bytes());
-                        }
-                    }
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-
-        // Byte sink: every muxed buffer goes to the spill, in order.
-        let sink_error = Arc::new(Mutex::new(None));
-        let sink = Mutex::new(sink);
-        let err_slot = sink_error.clone();
-        appsink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let Some(buf) = sample.buffer() else { return Ok(gst::FlowSuccess::Ok) };
-                    let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let mut sink = sink.lock().map_err(|_| gst::FlowError::Error)?;
-                    if let Err(e) = sink(map.as_slice()) {
-                        *err_slot.lock().unwrap() = Some(e);
-                        return Err(gst::FlowError::Error);
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
 
         // --- background and silence define the session length ----------------------------
         // A tiny invisible source: it only makes the compositor produce every frame from 0 to
