@@ -192,10 +192,7 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
             })
         }
     };
-    let dir = match &job.session {
-        SessionSpec::Files(f) => f.dir.clone(),
-        SessionSpec::Janus(_) => anyhow::bail!("job {file}: `session.type`: live janus sessions are not supported by this version yet"),
-    };
+    let signals = cancel_on_signals();
     let opts = ReprocessOptions {
         webhooks,
         destination,
@@ -208,9 +205,25 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
             retention: std::time::Duration::from_secs(job.upload.retention_s.unwrap_or(3600)),
             ..Default::default()
         },
-        cancel: cancel_on_signals(),
+        cancel: signals.clone(),
     };
-    let result = recording::reprocess(&dir, &opts, |_, _| {});
+    let result = match &job.session {
+        SessionSpec::Files(f) => recording::reprocess(&f.dir, &opts, |_, _| {}),
+        SessionSpec::Janus(j) => {
+            // For a live session a signal means "stop and deliver", not "cancel".
+            let live = veil::live::LiveOptions {
+                url: j.url.clone(),
+                room: j.room,
+                pin: j.pin.clone(),
+                max_duration: std::time::Duration::from_secs(job.limits.max_duration_s),
+                empty_timeout: std::time::Duration::from_secs(job.limits.empty_timeout_s),
+                stop: signals,
+            };
+            let opts = ReprocessOptions { cancel: Arc::new(AtomicBool::new(false)), ..opts };
+            veil::live::record(&live, &opts)
+        }
+    };
+
     if matches!(result, Err(recording::RecordingError::Cancelled)) {
         return Err(Cancelled.into());
     }

@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod job;
+pub mod live;
 pub mod notify;
 pub mod policy;
 pub mod privacy;

@@ -39,6 +39,14 @@ pub enum RecordingError {
     Upload { key: String, cause: StreamError },
     #[error("cancelled: nothing was delivered; the partial upload was aborted and the spill shredded")]
     Cancelled,
+    #[error("live session: {0}")]
+    Live(String),
+}
+
+impl From<crate::session::janus::JanusError> for RecordingError {
+    fn from(e: crate::session::janus::JanusError) -> Self {
+        RecordingError::Live(e.to_string())
+    }
 }
 
 const SEAL_BYTES: usize = 256 * 1024;
@@ -125,6 +133,7 @@ pub fn classify(e: &RecordingError) -> Failure {
         RecordingError::Compose(_) | RecordingError::Partial { .. } => ("composition_failed", "internal"),
         RecordingError::SpillDir { .. } | RecordingError::Spill(_) => ("local_storage_failed", "internal"),
         RecordingError::Cancelled => ("cancelled", "internal"),
+        RecordingError::Live(_) => ("live_session_failed", "internal"),
     };
     Failure { error_type, fault, message: e.to_string() }
 }
@@ -259,7 +268,7 @@ pub fn default_spill_dir() -> PathBuf {
 
 /// Creates the spill folder (0700) or checks that an existing one is ours and private, then
 /// removes spills left by crashed runs.
-fn prepare_spill_dir(dir: &Path) -> Result<(), RecordingError> {
+pub(crate) fn prepare_spill_dir(dir: &Path) -> Result<(), RecordingError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let err = |message: String| RecordingError::SpillDir { path: dir.to_owned(), message };
     if !dir.exists() {

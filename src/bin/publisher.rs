@@ -29,9 +29,9 @@ struct Args {
     /// Tone frequency in Hz (0: no audio).
     #[arg(long, default_value_t = 440.0)]
     freq: f64,
-    /// videotestsrc pattern number (0: no video).
-    #[arg(long, default_value_t = 18)]
-    pattern: i32,
+    /// videotestsrc pattern (a name such as `red` or `ball`, or a number); `none`: no video.
+    #[arg(long, default_value = "ball")]
+    pattern: String,
     /// Seconds to publish before leaving.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let mut desc = String::from("webrtcbin name=webrtc bundle-policy=max-bundle ");
-    if a.pattern > 0 {
+    if a.pattern != "none" {
         desc.push_str(&format!(
             "videotestsrc is-live=true pattern={} ! video/x-raw,width=640,height=360,framerate=30/1 ! timeoverlay halignment=center valignment=center font-desc=\"Sans 36\" ! videoconvert ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! webrtc. ",
             a.pattern

@@ -26,6 +26,7 @@
 
 pub mod chat;
 pub mod layout;
+pub mod live;
 pub mod limiter;
 pub mod profile;
 pub mod speaker;
