@@ -93,7 +93,7 @@ fn a_live_room_is_recorded_with_late_joiner_leaver_and_chat() {
     let (g0, g1) = span(&green);
     assert!(r1 - r0 >= 7.0 && r1 - r0 <= 11.0, "Ana visible {r0:.2}..{r1:.2}");
     assert!(g1 - g0 >= 2.0 && g1 - g0 <= 4.5, "Bob visible {g0:.2}..{g1:.2}");
-    assert!(g0 > r0 + 2.0 && g1 < r1, "Bob joined after Ana and left before her: ana {r0}..{r1}, bob {g0}..{g1}");
+    assert!(g0 > r0 + 1.0 && g1 < r1, "Bob joined after Ana and left before her: ana {r0}..{r1}, bob {g0}..{g1}");
     assert!(dur - r1 > 1.5, "after everyone left the tiles are gone ({r1:.2} of {dur:.2})");
     // Who is audible when.
     let audio = audio_mono_8k(&mp4);
