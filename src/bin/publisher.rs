@@ -39,6 +39,10 @@ struct Args {
     /// connection is up (repeatable).
     #[arg(long = "chat")]
     chat: Vec<String>,
+    /// Append the display name of every participant the room announces to this file, one per
+    /// line (tests check that the hidden worker is never announced).
+    #[arg(long)]
+    seen_log: Option<std::path::PathBuf>,
 }
 
 enum Signal {
@@ -59,12 +63,34 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     chats.sort_by(|x, y| x.0.total_cmp(&y.0));
 
-    let (client, _events) = Client::connect(&a.janus)?;
+    let (client, events) = Client::connect(&a.janus)?;
     let handle = client.attach("janus.plugin.videoroom")?;
     let (joined, _) = client.request(handle, "join", json!({"request": "join", "ptype": "publisher", "room": a.room, "display": a.display}), None, Duration::from_secs(10))?;
     if joined["videoroom"] != "joined" {
         bail!("join: unexpected answer");
     }
+    let note_seen = |data: &serde_json::Value| {
+        if let Some(path) = &a.seen_log {
+            let mut names = String::new();
+            for list in ["publishers", "attendees"] {
+                for p in data[list].as_array().into_iter().flatten() {
+                    names.push_str(p["display"].as_str().unwrap_or("?"));
+                    names.push('\n');
+                }
+            }
+            if data["joining"].is_object() {
+                names.push_str(data["joining"]["display"].as_str().unwrap_or("?"));
+                names.push('\n');
+            }
+            if !names.is_empty() {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    let _ = f.write_all(names.as_bytes());
+                }
+            }
+        }
+    };
+    note_seen(&joined);
 
     let mut desc = String::from("webrtcbin name=webrtc bundle-policy=max-bundle ");
     if a.pattern != "none" {
@@ -124,6 +150,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 next_chat += 1;
+            }
+        }
+        while let Ok(ev) = events.try_recv() {
+            if let Some(d) = &ev.data {
+                note_seen(d);
             }
         }
         while let Ok(s) = rx.try_recv() {

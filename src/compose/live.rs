@@ -44,6 +44,9 @@ pub struct LiveCompositor {
     comp: gst::Element,
     amix: gst::Element,
     sink_error: Arc<Mutex<Option<String>>>,
+    /// Watched for the end: webrtcbin holds sinks of its own (for sending) that never end,
+    /// so the pipeline as a whole never posts EOS while a subscription exists.
+    appsink: gstreamer_app::AppSink,
     peers: Mutex<Vec<LivePeer>>,
 }
 
@@ -79,7 +82,7 @@ impl LiveCompositor {
         link_to(&s_caps, &out.amix)?;
 
         pipeline.set_state(gst::State::Playing).map_err(|_| ComposeError::Pipeline("the live pipeline did not start".into()))?;
-        Ok(Self { pipeline, comp: out.comp, amix: out.amix, sink_error: out.sink_error, peers: Mutex::new(Vec::new()) })
+        Ok(Self { pipeline, comp: out.comp, amix: out.amix, sink_error: out.sink_error, appsink: out.appsink, peers: Mutex::new(Vec::new()) })
     }
 
     /// The pipeline media subscriptions (webrtcbin) must be added to.
@@ -158,6 +161,7 @@ impl LiveCompositor {
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
                 let pad = link_to(&chain[6], &self.comp)?;
                 pad.set_property("zorder", 2u32);
+                tracing::debug!(feed, "video linked");
                 peers[i].video = Some(pad);
             }
             "audio" => {
@@ -200,8 +204,18 @@ impl LiveCompositor {
     /// Ends every input so the muxer finishes, waits for the end, and stops the pipeline.
     pub fn stop(self, timeout: Duration) -> Result<u64, ComposeError> {
         let duration = self.now_ms();
+        // From now on the mixers take no more media: every input is dropped, then ended.
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(true));
         for mixer in [&self.comp, &self.amix] {
             for pad in mixer.sink_pads() {
+                let s = stopping.clone();
+                pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+                    if s.load(std::sync::atomic::Ordering::Relaxed) {
+                        gst::PadProbeReturn::Drop
+                    } else {
+                        gst::PadProbeReturn::Ok
+                    }
+                });
                 pad.send_event(gst::event::Eos::new());
             }
         }
@@ -212,7 +226,10 @@ impl LiveCompositor {
             if left.is_zero() {
                 break Err(ComposeError::Pipeline("the recording did not finish within the stop timeout".into()));
             }
-            let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(left.as_millis().min(200) as u64), &[gst::MessageType::Eos, gst::MessageType::Error]) else {
+            if self.appsink.is_eos() {
+                break Ok(duration);
+            }
+            let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(left.as_millis().min(50) as u64), &[gst::MessageType::Eos, gst::MessageType::Error]) else {
                 continue;
             };
             match msg.view() {

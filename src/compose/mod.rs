@@ -102,6 +102,7 @@ pub(crate) struct Output {
     /// The compositor's output caps filter (its src pad carries the raw composite).
     pub vcaps: gst::Element,
     pub sink_error: Arc<Mutex<Option<String>>>,
+    pub appsink: gst_app::AppSink,
 }
 
 pub(crate) fn output(pipeline: &gst::Pipeline, profile: &Profile, sink: ByteSink) -> Result<Output, ComposeError> {
@@ -184,7 +185,7 @@ pub(crate) fn output(pipeline: &gst::Pipeline, profile: &Profile, sink: ByteSink
             .build(),
     );
 
-    Ok(Output { comp, amix, vcaps, sink_error })
+    Ok(Output { comp, amix, vcaps, sink_error, appsink })
 }
 
 struct TrackBranch {
@@ -335,7 +336,7 @@ impl Compositor {
         let area = if panel { Rect::new(0, 0, WIDTH - PANEL_W, HEIGHT) } else { Rect::new(0, 0, WIDTH, HEIGHT) };
 
         // --- mixers and output ------------------------------------------------------------
-        let Output { comp, amix, vcaps, sink_error } = output(&pipeline, &opts.profile, sink)?;
+        let Output { comp, amix, vcaps, sink_error, .. } = output(&pipeline, &opts.profile, sink)?;
 
         // The output is exactly as long as the session: nothing at or after its end.
         let end = gst::ClockTime::from_mseconds(dur);
