@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::compose::layout::TileKind;
 use crate::compose::{self, chat, live::LiveCompositor, profile::Profile};
 use crate::notify::Notifier;
 use crate::privacy::Redacted;
@@ -109,7 +110,7 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         }
         Ok(())
     };
-    let comp = LiveCompositor::start(&profile, Box::new(sink))?;
+    let comp = LiveCompositor::start(&profile, opts.layout, Box::new(sink))?;
     let (media_tx, media_rx) = std::sync::mpsc::channel();
     let mut subs: HashMap<u64, Subscription> = HashMap::new();
     let mut peers: Vec<PeerLog> = Vec::new();
@@ -123,7 +124,7 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         if subs.contains_key(&p.feed) {
             return Ok(());
         }
-        comp.add_peer(p.feed, &p.display)?;
+        comp.add_peer(p.feed, &p.display, if p.screen { TileKind::Screen } else { TileKind::Camera })?;
         let sub = Subscription::start(&client, live.room, me.private_id, p.feed, comp.pipeline(), media_tx.clone()).map_err(|e| RecordingError::Live(e.to_string()))?;
         subs.insert(p.feed, sub);
         peers.push(PeerLog { feed: p.feed, name: p.display.clone(), joined_ms: comp.now_ms(), left_ms: None });
@@ -177,6 +178,9 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         }
         if destroyed {
             break ended("the room was destroyed");
+        }
+        for (feed, live) in comp.watch_video() {
+            tracing::info!(feed, "camera {}", if live { "sending" } else { "stopped: placeholder shown" });
         }
         match media_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(MediaEvent::Pad { feed, kind, pad, hold }) => {

@@ -14,13 +14,19 @@ const RED: u32 = 0xff0000;
 const GREEN: u32 = 0x00ff00;
 
 fn publisher(j: &janus::Janus, display: &str, pattern: &str, freq: &str, duration: &str, chat: &[&str]) -> Child {
+    let mut args = vec!["--display", display, "--pattern", pattern, "--freq", freq, "--duration", duration];
+    for m in chat {
+        args.extend(["--chat", m]);
+    }
+    publisher_with(j, &args)
+}
+
+/// `veil-publisher` inside the namespace with these arguments (after `--janus`).
+fn publisher_with(j: &janus::Janus, args: &[&str]) -> Child {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &j.netns]).arg(env!("CARGO_BIN_EXE_veil-publisher"));
-    c.args(["--janus", &j.url, "--display", display, "--pattern", pattern, "--freq", freq, "--duration", duration]);
+    c.args(["--janus", &j.url]).args(args);
     c.arg("--seen-log").arg(j.dir.path().join("seen.log"));
-    for m in chat {
-        c.args(["--chat", m]);
-    }
     c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
@@ -161,4 +167,166 @@ fn stop_by_signal_mid_session_delivers_a_complete_file() {
     assert!(dur > 4.0 && (frames / 30.0 - dur).abs() < 1.0, "a complete file: {frames} frames for {dur} s");
     assert!(colour_share(&frame(&mp4, dur - 1.0), RED, 60) > 0.05, "Ana was still on screen when it stopped");
     assert!(std::fs::read_dir(&spill).unwrap().next().is_none(), "spill empty");
+}
+
+/// Runs `veil record` on `job` inside the namespace; returns the child (stdout/stderr piped).
+fn start_worker(j: &janus::Janus, work: &std::path::Path, job: &serde_json::Value) -> Child {
+    let job_path = work.join("job.json");
+    std::fs::write(&job_path, serde_json::to_vec(job).unwrap()).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", &j.netns])
+        .arg(env!("CARGO_BIN_EXE_veil"))
+        .arg("record")
+        .arg(&job_path)
+        .arg("--spill-dir")
+        .arg(work.join("spill"))
+        .arg("--outbox-dir")
+        .arg(work.join("outbox"))
+        .env("VEIL_LOG", "veil=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish_worker(worker: Child) -> serde_json::Value {
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut worker = worker;
+    while worker.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "the worker did not stop after the room emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    result_json(&worker.wait_with_output().unwrap())
+}
+
+/// Spans `(from, to)` of consecutive sample times (step `step`) for which `hit` holds.
+fn spans(times: &[f64], hit: &[bool], step: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for (&t, &h) in times.iter().zip(hit) {
+        if !h {
+            continue;
+        }
+        match out.last_mut() {
+            Some(s) if t - s.1 <= step * 1.5 => s.1 = t,
+            _ => out.push((t, t)),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_screen_share_takes_the_main_region_and_a_muted_camera_shows_its_placeholder() {
+    const BLUE: u32 = 0x0000ff;
+    const PLACEHOLDER: u32 = 0x3a3f58; // the first peer's placeholder colour
+    let j = janus::Janus::start();
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("out");
+    let mut job = job(&j, &dest, 3);
+    job["layout"] = "auto".into();
+    let worker = start_worker(&j, work.path(), &job);
+    std::thread::sleep(Duration::from_secs(1));
+    // Ana's camera (red, 440 Hz) for 13 s, video muted from 8 s to 11 s; her screen share
+    // (blue, a second publisher whose video is described as "screen") from about 2 s for 4 s.
+    let mut ana = publisher_with(&j, &["--display", "Ana", "--pattern", "red", "--freq", "440", "--duration", "13", "--mute-video", "8:11"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut screen = publisher_with(&j, &["--display", "Ana", "--pattern", "blue", "--freq", "0", "--duration", "4", "--screen"]);
+    let out = screen.wait_with_output().unwrap();
+    assert!(out.status.success(), "screen share failed: {}", stderr(&out));
+    assert!(ana.wait().unwrap().success(), "ana failed");
+    let result = finish_worker(worker);
+    let mp4 = object_path(&result, "composite");
+    let dur = result["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+
+    let step = 0.25;
+    let times: Vec<f64> = (1..).map(|i| i as f64 * step).take_while(|&t| t < dur - 0.3).collect();
+    let frames: Vec<Vec<u8>> = times.iter().map(|&t| frame(&mp4, t)).collect();
+    let share = |c: u32| -> Vec<f64> { frames.iter().map(|f| colour_share(f, c, 60)).collect() };
+    let (red, blue, ph) = (share(RED), share(BLUE), share(PLACEHOLDER));
+    // The screen share is large (main region), with Ana's camera small in the strip.
+    let big_screen = spans(&times, &blue.iter().map(|&y| y > 0.45).collect::<Vec<_>>(), step);
+    assert_eq!(big_screen.len(), 1, "one screen-share span, large: {big_screen:?}");
+    let (s0, s1) = big_screen[0];
+    assert!(s1 - s0 >= 2.0 && s1 - s0 <= 5.0, "screen share {s0}..{s1}");
+    let mid = times.iter().position(|&t| t >= (s0 + s1) / 2.0).unwrap();
+    assert!(red[mid] > 0.005 && red[mid] < 0.12, "Ana's camera in the strip during the share: {}", red[mid]);
+    // Afterwards the grid is back to Ana alone (large), then her camera stops for ~3 s: her
+    // placeholder shows instead of a frozen frame, and her camera comes back.
+    let after: Vec<bool> = times.iter().zip(&red).map(|(&t, &r)| t > s1 + 0.5 && r > 0.5).collect();
+    assert!(after.iter().any(|&b| b), "Ana alone and large after the share");
+    let muted = spans(&times, &times.iter().zip(ph.iter().zip(&red)).map(|(&t, (&p, &r))| t > s1 && p > 0.3 && r < 0.01).collect::<Vec<_>>(), step);
+    let series: Vec<String> = times.iter().zip(red.iter().zip(&ph)).map(|(t, (r, p))| format!("{t:.2}:{r:.2}/{p:.2}")).collect();
+    assert_eq!(muted.len(), 1, "one muted span: {muted:?}; time:red/placeholder {series:?}");
+    let (m0, m1) = muted[0];
+    assert!(m1 - m0 >= 1.5 && m1 - m0 <= 3.5, "muted {m0}..{m1}");
+    let back = times.iter().zip(&red).any(|(&t, &r)| t > m1 + 0.3 && r > 0.5);
+    assert!(back, "the camera came back after the mute");
+    // Her audio went on while her camera was off.
+    let audio = audio_mono_8k(&mp4);
+    assert!(tone_amplitude(&audio, 8000.0, 440.0, m0, m1) > 0.02, "Ana audible while her camera was off");
+}
+
+/// `start_time` of the first stream of `kind` ("v" or "a"), in seconds.
+fn start_time(mp4: &std::path::Path, kind: &str) -> f64 {
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("{kind}:0"), "-show_entries", "stream=start_time", "-of", "csv=p=0"])
+        .arg(mp4)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0.0)
+}
+
+/// Mean luma of every video frame (the output is 30 frames per second).
+fn luma_per_frame(mp4: &std::path::Path) -> Vec<f64> {
+    let o = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(mp4)
+        .args(["-an", "-vf", "scale=16:9,format=gray", "-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    o.stdout.chunks_exact(16 * 9).map(|f| f.iter().map(|&b| b as f64).sum::<f64>() / f.len() as f64).collect()
+}
+
+#[test]
+fn lip_sync_of_a_flash_and_a_beep_is_measured() {
+    let j = janus::Janus::start();
+    let work = tempfile::tempdir().unwrap();
+    let worker = start_worker(&j, work.path(), &job(&j, &work.path().join("out"), 2));
+    std::thread::sleep(Duration::from_secs(1));
+    // A white flash and a 1 kHz beep that start at the same instant at the source, every second.
+    let mut p = publisher_with(&j, &["--display", "Sync", "--flash", "--duration", "9"]);
+    assert!(p.wait().unwrap().success(), "publisher failed");
+    let result = finish_worker(worker);
+    let mp4 = object_path(&result, "composite");
+
+    let (v0, a0) = (start_time(&mp4, "v"), start_time(&mp4, "a"));
+    let luma = luma_per_frame(&mp4);
+    let flashes: Vec<f64> = (1..luma.len()).filter(|&i| luma[i] > 128.0 && luma[i - 1] <= 128.0).map(|i| v0 + i as f64 / 30.0).collect();
+    let audio = audio_mono_8k(&mp4);
+    let mut beeps = Vec::new();
+    let mut quiet = 0usize;
+    for (i, &x) in audio.iter().enumerate() {
+        if x.abs() > 0.05 {
+            if quiet >= 2400 {
+                beeps.push(a0 + i as f64 / 8000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    // Pair each flash with the beep nearest to it; offset > 0: the sound comes late.
+    let mut offsets: Vec<f64> = flashes
+        .iter()
+        .filter_map(|&f| beeps.iter().map(|&b| b - f).min_by(|x, y| x.abs().total_cmp(&y.abs())))
+        .filter(|o| o.abs() < 0.5)
+        .collect();
+    assert!(offsets.len() >= 5, "flashes {flashes:?} beeps {beeps:?}");
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[offsets.len() / 2];
+    let worst = offsets.iter().fold(0.0f64, |m, o| m.max(o.abs()));
+    // Reported, not a speed target: the output's frames fall on a 1/30 s grid, so the
+    // flash is seen up to 33 ms after it happened.
+    eprintln!("lip sync: audio minus video, median {:+.0} ms, worst {:.0} ms over {} flashes", median * 1000.0, worst * 1000.0, offsets.len());
+    assert!(median.abs() <= 0.1, "audio and video out of sync: median {:+.0} ms ({offsets:?})", median * 1000.0);
 }

@@ -82,6 +82,12 @@ fn garage_streams_parts_with_checksums_and_wipes_the_spill() {
     assert_eq!(video["confirmed_by"], "s3 composite sha256 and part count", "Garage returns the composite checksum");
     assert!(seen_files.len() >= 3, "one spill segment per part: saw {}", seen_files.len());
     assert!(max_total < size, "the spill never held the whole recording ({max_total} of {size} bytes at most)");
+    // Streaming: parts went out while the muxer was still running; at its end of stream only
+    // the part being written (and at most the one before it, in flight) was left to send.
+    let st = &video["streaming"];
+    let (parts, before) = (st["parts"].as_u64().unwrap(), st["parts_uploaded_before_end"].as_u64().unwrap());
+    assert!(parts >= 3 && before >= 1 && parts - before <= 2, "streamed: {st}");
+    eprintln!("end of stream to confirmed object: {} ms ({before} of {parts} parts uploaded before the end)", st["end_to_confirmed_ms"]);
     assert!(spill_files(spill.path()).is_empty(), "spill not wiped");
     check_landed(&g.reader, &g.bucket, &result);
     assert_eq!(g.reader.open_uploads(&g.bucket, "tenant-a/"), 0);

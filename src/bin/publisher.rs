@@ -2,8 +2,12 @@
 //!
 //! Publishes a test pattern with a visible running clock (VP8), a sine tone at a chosen
 //! frequency (Opus) and a data channel on which it sends chat messages at chosen times, then
-//! leaves after `--duration`. WebRTC by GStreamer's webrtcbin; signaling by veil's Janus client.
+//! leaves after `--duration`. It can stop sending video for a while (`--mute-video`), publish
+//! as a screen share (`--screen`: the video stream's description says so), and send a white
+//! flash with a beep at the start of every second instead (`--flash`, for lip-sync
+//! measurement). WebRTC by GStreamer's webrtcbin; signaling by veil's Janus client.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::time::{Duration, Instant};
 
@@ -43,7 +47,21 @@ struct Args {
     /// line (tests check that the hidden worker is never announced).
     #[arg(long)]
     seen_log: Option<std::path::PathBuf>,
+    /// Stop sending video from FROM to TO seconds after the connection is up (as a muted
+    /// camera does); repeatable.
+    #[arg(long = "mute-video", value_name = "FROM:TO")]
+    mute_video: Vec<String>,
+    /// Publish the video as a screen share (stream description "screen").
+    #[arg(long)]
+    screen: bool,
+    /// Black video with a white flash, and silence with a 1 kHz beep, both during the first
+    /// 100 ms of every second of the pipeline clock (overrides --pattern and --freq).
+    #[arg(long)]
+    flash: bool,
 }
+
+/// Length of the flash and of the beep in `--flash` mode.
+const FLASH: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 
 enum Signal {
     Offer(String),
@@ -62,6 +80,14 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     chats.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mutes: Vec<(f64, f64)> = a
+        .mute_video
+        .iter()
+        .map(|m| {
+            let (f, t) = m.split_once(':').ok_or_else(|| anyhow!("--mute-video takes FROM:TO"))?;
+            Ok((f.parse::<f64>().context("--mute-video FROM")?, t.parse::<f64>().context("--mute-video TO")?))
+        })
+        .collect::<anyhow::Result<_>>()?;
 
     let (client, events) = Client::connect(&a.janus)?;
     let handle = client.attach("janus.plugin.videoroom")?;
@@ -93,13 +119,16 @@ fn main() -> anyhow::Result<()> {
     note_seen(&joined);
 
     let mut desc = String::from("webrtcbin name=webrtc bundle-policy=max-bundle ");
-    if a.pattern != "none" {
+    if a.flash {
+        desc.push_str("videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! valve name=vmute ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! webrtc. ");
+        desc.push_str("audiotestsrc name=asrc is-live=true wave=sine freq=1000 volume=0.5 samplesperbuffer=480 ! audio/x-raw,format=F32LE,rate=48000,channels=1,layout=interleaved ! audioconvert ! opusenc ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ");
+    } else if a.pattern != "none" {
         desc.push_str(&format!(
-            "videotestsrc is-live=true pattern={} ! video/x-raw,width=640,height=360,framerate=30/1 ! timeoverlay halignment=center valignment=center font-desc=\"Sans 36\" ! videoconvert ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! webrtc. ",
+            "videotestsrc is-live=true pattern={} ! video/x-raw,width=640,height=360,framerate=30/1 ! timeoverlay halignment=center valignment=center font-desc=\"Sans 36\" ! valve name=vmute ! videoconvert ! vp8enc deadline=1 target-bitrate=600000 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! webrtc. ",
             a.pattern
         ));
     }
-    if a.freq > 0.0 {
+    if a.freq > 0.0 && !a.flash {
         desc.push_str(&format!(
             "audiotestsrc is-live=true wave=sine freq={} volume=0.4 ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ",
             a.freq
@@ -107,6 +136,10 @@ fn main() -> anyhow::Result<()> {
     }
     let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow!("not a pipeline"))?;
     let webrtc = pipeline.by_name("webrtc").ok_or_else(|| anyhow!("no webrtcbin"))?;
+    if a.flash {
+        add_flash_and_beep(&pipeline)?;
+    }
+    let valve = pipeline.by_name("vmute");
     let (tx, rx) = channel::<Signal>();
 
     pipeline.set_state(gst::State::Ready)?;
@@ -142,6 +175,12 @@ fn main() -> anyhow::Result<()> {
             if t.elapsed() >= Duration::from_secs_f64(a.duration) {
                 break;
             }
+            let muted = mutes.iter().any(|&(f, to)| (f..to).contains(&t.elapsed().as_secs_f64()));
+            if let Some(v) = &valve {
+                if v.property::<bool>("drop") != muted {
+                    v.set_property("drop", muted);
+                }
+            }
             while next_chat < chats.len() && t.elapsed() >= Duration::from_secs_f64(chats[next_chat].0) {
                 let msg = json!({"type": "chat", "id": format!("m{next_chat}"), "to": null, "message": chats[next_chat].1});
                 if let Some(d) = &data {
@@ -160,7 +199,13 @@ fn main() -> anyhow::Result<()> {
         while let Ok(s) = rx.try_recv() {
             match s {
                 Signal::Offer(sdp) => {
-                    let (_, jsep) = client.request(handle, "publish", json!({"request": "publish"}), Some(json!({"type": "offer", "sdp": sdp})), Duration::from_secs(10))?;
+                    let mut body = json!({"request": "publish"});
+                    if a.screen {
+                        if let Some(mid) = video_mid(&sdp) {
+                            body["descriptions"] = json!([{"mid": mid, "description": "screen"}]);
+                        }
+                    }
+                    let (_, jsep) = client.request(handle, "publish", body, Some(json!({"type": "offer", "sdp": sdp})), Duration::from_secs(10))?;
                     let answer = jsep.and_then(|j| j["sdp"].as_str().map(str::to_owned)).ok_or_else(|| anyhow!("publish: no answer SDP"))?;
                     let msg = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|_| anyhow!("publish: bad answer SDP"))?;
                     let desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
@@ -187,6 +232,75 @@ fn main() -> anyhow::Result<()> {
     let _ = client.request(handle, "leave", json!({"request": "leave"}), None, Duration::from_secs(5));
     pipeline.set_state(gst::State::Null)?;
     Ok(())
+}
+
+/// The `a=mid` of the offer's video section.
+fn video_mid(sdp: &str) -> Option<String> {
+    let section = sdp.split("\r\nm=").find(|m| m.starts_with("video"))?;
+    section.lines().find_map(|l| l.strip_prefix("a=mid:")).map(|m| m.trim().to_owned())
+}
+
+/// First video timestamp of `--flash` mode (`u64::MAX` until the first frame).
+static VIDEO_BASE: AtomicU64 = AtomicU64::new(u64::MAX);
+const FPS: u64 = 30;
+
+/// Whitens the video frames of the first [`FLASH`] of every second of running time, and
+/// keeps the tone only from the first such frame's timestamp for as long: the beep starts at
+/// the source exactly when the flash does (frames fall on a 1/30 s grid, the audio does not).
+fn add_flash_and_beep(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
+    let vsrc = pipeline.by_name("vsrc").and_then(|e| e.static_pad("src")).ok_or_else(|| anyhow!("no video source"))?;
+    vsrc.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data {
+            let Some(pts) = buf.pts() else { return gst::PadProbeReturn::Ok };
+            let _ = VIDEO_BASE.compare_exchange(u64::MAX, pts.nseconds(), Ordering::SeqCst, Ordering::SeqCst);
+            if pts.nseconds() % 1_000_000_000 < FLASH.nseconds() {
+                let b = buf.make_mut();
+                if let Ok(mut map) = b.map_writable() {
+                    let luma = 640 * 360;
+                    map[..luma].fill(235);
+                    map[luma..].fill(128);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let asrc = pipeline.by_name("asrc").and_then(|e| e.static_pad("src")).ok_or_else(|| anyhow!("no audio source"))?;
+    asrc.add_probe(gst::PadProbeType::BUFFER, |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data {
+            let Some(pts) = buf.pts() else { return gst::PadProbeReturn::Ok };
+            let base = VIDEO_BASE.load(Ordering::SeqCst);
+            let b = buf.make_mut();
+            if let Ok(mut map) = b.map_writable() {
+                for (i, s) in map.chunks_exact_mut(4).enumerate() {
+                    let t = pts.nseconds() + i as u64 * 1_000_000_000 / 48_000;
+                    if !beeping(t, base) {
+                        s.copy_from_slice(&0f32.to_le_bytes());
+                    }
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// Whether the beep sounds at `t` (ns): from the first video frame at or after the start of
+/// `t`'s second, for [`FLASH`].
+fn beeping(t: u64, base: u64) -> bool {
+    if base == u64::MAX {
+        return false;
+    }
+    let second = t / 1_000_000_000 * 1_000_000_000;
+    if second < base {
+        return false;
+    }
+    // Frame n has timestamp base + n/FPS s (rounded down, as videotestsrc computes it).
+    let n = ((second - base) * FPS).div_ceil(1_000_000_000);
+    let mut first = base + n * 1_000_000_000 / FPS;
+    if first < second {
+        first = base + (n + 1) * 1_000_000_000 / FPS;
+    }
+    (first..first + FLASH.nseconds()).contains(&t)
 }
 
 fn offer(webrtc: &gst::Element, tx: Sender<Signal>) {

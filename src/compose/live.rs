@@ -11,16 +11,21 @@
 //!
 //! Timestamps are the pipeline's running time (webrtcbin sits in the same pipeline), so media
 //! lands where it was received. A peer's tile is their placeholder (name on a plain tile)
-//! under their camera; a peer who leaves is hidden and the grid closes up. `stop` ends every
-//! mixer input so the muxer finishes the file.
+//! under their camera. The tiles are placed by the same [`Scene`] rules as re-compositing
+//! (a screen share takes the main region in `auto` and `screen`). A camera that stops
+//! sending (muted, or its network stalled) is hidden after [`VIDEO_STALL`] so the
+//! placeholder shows instead of a frozen frame, and comes back with its next frame. A peer
+//! who leaves is hidden and the others close up; their media branches are removed. `stop`
+//! ends every mixer input so the muxer finishes the file.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::layout::{grid, Rect};
+use super::layout::{LayoutMode, Rect, Scene, Span, Tile, TileKind};
 use super::profile::Profile;
 use super::{capsfilter, label, make, output, raw_audio_caps, raw_video_caps, ByteSink, ComposeError, HEIGHT, WIDTH};
 use crate::privacy::Redacted;
@@ -30,13 +35,27 @@ const TILE_H: i32 = 360;
 /// Placeholder colours, by join order (as in re-compositing's palette, muted tones).
 const PLACEHOLDERS: [u32; 4] = [0xff3a3f58, 0xff583a4a, 0xff3a5850, 0xff58503a];
 
+/// How long a camera may send nothing before its placeholder is shown instead.
+pub const VIDEO_STALL: Duration = Duration::from_millis(700);
+
+/// A peer's decoding branch into one of the mixers.
+struct Branch {
+    elements: Vec<gst::Element>,
+    mixer_pad: gst::Pad,
+}
+
 struct LivePeer {
     feed: u64,
     name: Redacted<String>,
+    kind: TileKind,
     present: bool,
     placeholder: gst::Pad,
-    video: Option<gst::Pad>,
-    audio: Option<gst::Pad>,
+    video: Option<Branch>,
+    audio: Option<Branch>,
+    /// Milliseconds since the compositor started at which the last video frame arrived.
+    last_frame_ms: Arc<AtomicU64>,
+    /// Whether the camera is shown (frames are arriving) rather than the placeholder.
+    video_live: bool,
 }
 
 pub struct LiveCompositor {
@@ -47,6 +66,8 @@ pub struct LiveCompositor {
     /// Watched for the end: webrtcbin holds sinks of its own (for sending) that never end,
     /// so the pipeline as a whole never posts EOS while a subscription exists.
     appsink: gstreamer_app::AppSink,
+    mode: LayoutMode,
+    started: Instant,
     peers: Mutex<Vec<LivePeer>>,
 }
 
@@ -56,7 +77,7 @@ fn pipe_err(e: impl std::fmt::Display) -> ComposeError {
 
 impl LiveCompositor {
     /// Builds and starts the pipeline (black frames and silence until someone arrives).
-    pub fn start(profile: &Profile, sink: ByteSink) -> Result<Self, ComposeError> {
+    pub fn start(profile: &Profile, mode: LayoutMode, sink: ByteSink) -> Result<Self, ComposeError> {
         super::init()?;
         let pipeline = gst::Pipeline::with_name("veil-live");
         let out = output(&pipeline, profile, sink)?;
@@ -82,7 +103,16 @@ impl LiveCompositor {
         link_to(&s_caps, &out.amix)?;
 
         pipeline.set_state(gst::State::Playing).map_err(|_| ComposeError::Pipeline("the live pipeline did not start".into()))?;
-        Ok(Self { pipeline, comp: out.comp, amix: out.amix, sink_error: out.sink_error, appsink: out.appsink, peers: Mutex::new(Vec::new()) })
+        Ok(Self {
+            pipeline,
+            comp: out.comp,
+            amix: out.amix,
+            sink_error: out.sink_error,
+            appsink: out.appsink,
+            mode,
+            started: Instant::now(),
+            peers: Mutex::new(Vec::new()),
+        })
     }
 
     /// The pipeline media subscriptions (webrtcbin) must be added to.
@@ -95,11 +125,13 @@ impl LiveCompositor {
         self.pipeline.current_running_time().map(|t| t.mseconds()).unwrap_or(0)
     }
 
-    /// A peer arrived: their placeholder tile appears.
-    pub fn add_peer(&self, feed: u64, name: &Redacted<String>) -> Result<(), ComposeError> {
+    /// A peer arrived: their placeholder tile appears. `kind` says whether the feed is a
+    /// camera or a screen share.
+    pub fn add_peer(&self, feed: u64, name: &Redacted<String>, kind: TileKind) -> Result<(), ComposeError> {
         let mut peers = self.peers.lock().map_err(pipe_err)?;
         if let Some(p) = peers.iter_mut().find(|p| p.feed == feed) {
             p.present = true;
+            p.kind = kind;
         } else {
             let src = make("videotestsrc")?;
             src.set_property("is-live", true);
@@ -111,23 +143,57 @@ impl LiveCompositor {
             self.add_running(&chain)?;
             let placeholder = link_to(&chain[2], &self.comp)?;
             placeholder.set_property("zorder", 1u32);
-            peers.push(LivePeer { feed, name: name.clone(), present: true, placeholder, video: None, audio: None });
+            peers.push(LivePeer {
+                feed,
+                name: name.clone(),
+                kind,
+                present: true,
+                placeholder,
+                video: None,
+                audio: None,
+                last_frame_ms: Arc::new(AtomicU64::new(0)),
+                video_live: false,
+            });
         }
         self.relayout(&peers);
         Ok(())
     }
 
-    /// A peer left: their tiles disappear and the grid closes up.
+    /// A peer left: their tiles disappear, the others close up, and their media branches
+    /// are taken out of the pipeline (the subscription that fed them is gone).
     pub fn remove_peer(&self, feed: u64) {
         if let Ok(mut peers) = self.peers.lock() {
             if let Some(p) = peers.iter_mut().find(|p| p.feed == feed) {
                 p.present = false;
-                if let Some(a) = &p.audio {
-                    a.set_property("mute", true);
+                p.video_live = false;
+                for (branch, mixer) in [(p.video.take(), &self.comp), (p.audio.take(), &self.amix)] {
+                    if let Some(b) = branch {
+                        self.remove_branch(b, mixer);
+                    }
                 }
             }
             self.relayout(&peers);
         }
+    }
+
+    /// Shows or hides cameras by whether frames arrive; returns the feeds whose camera
+    /// stopped (`false`) or resumed (`true`) since the last call.
+    pub fn watch_video(&self) -> Vec<(u64, bool)> {
+        let now = self.started.elapsed().as_millis() as u64;
+        let Ok(mut peers) = self.peers.lock() else { return Vec::new() };
+        let mut changed = Vec::new();
+        for p in peers.iter_mut().filter(|p| p.present && p.video.is_some()) {
+            let last = p.last_frame_ms.load(Ordering::Relaxed);
+            let live = last > 0 && now.saturating_sub(last) < VIDEO_STALL.as_millis() as u64;
+            if live != p.video_live {
+                p.video_live = live;
+                changed.push((p.feed, live));
+            }
+        }
+        if !changed.is_empty() {
+            self.relayout(&peers);
+        }
+        changed
     }
 
     /// Links a subscription's RTP pad (`kind` audio or video) into the mix.
@@ -161,8 +227,15 @@ impl LiveCompositor {
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
                 let pad = link_to(&chain[6], &self.comp)?;
                 pad.set_property("zorder", 2u32);
-                tracing::debug!(feed, "video linked");
-                peers[i].video = Some(pad);
+                pad.set_property("alpha", 0f64); // until its first frame (see watch_video)
+                let (last, started) = (peers[i].last_frame_ms.clone(), self.started);
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    last.store((started.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
+                if let Some(old) = peers[i].video.replace(Branch { elements: chain.to_vec(), mixer_pad: pad }) {
+                    self.remove_branch(old, &self.comp);
+                }
             }
             "audio" => {
                 let (depay, dec) = match encoding.as_str() {
@@ -172,7 +245,10 @@ impl LiveCompositor {
                 let chain = [make(depay)?, make(dec)?, make("audioconvert")?, make("audioresample")?, capsfilter(raw_audio_caps())?, make("queue")?];
                 self.add_running(&chain)?;
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
-                peers[i].audio = Some(link_to(&chain[5], &self.amix)?);
+                let pad = link_to(&chain[5], &self.amix)?;
+                if let Some(old) = peers[i].audio.replace(Branch { elements: chain.to_vec(), mixer_pad: pad }) {
+                    self.remove_branch(old, &self.amix);
+                }
             }
             _ => {}
         }
@@ -205,17 +281,9 @@ impl LiveCompositor {
     pub fn stop(self, timeout: Duration) -> Result<u64, ComposeError> {
         let duration = self.now_ms();
         // From now on the mixers take no more media: every input is dropped, then ended.
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(true));
         for mixer in [&self.comp, &self.amix] {
             for pad in mixer.sink_pads() {
-                let s = stopping.clone();
-                pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
-                    if s.load(std::sync::atomic::Ordering::Relaxed) {
-                        gst::PadProbeReturn::Drop
-                    } else {
-                        gst::PadProbeReturn::Ok
-                    }
-                });
+                pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, |_, _| gst::PadProbeReturn::Drop);
                 pad.send_event(gst::event::Eos::new());
             }
         }
@@ -260,19 +328,36 @@ impl LiveCompositor {
         Ok(())
     }
 
+    /// Takes a branch out: its mixer pad first (which unblocks its queue), then its elements.
+    fn remove_branch(&self, branch: Branch, mixer: &gst::Element) {
+        mixer.release_request_pad(&branch.mixer_pad);
+        for e in &branch.elements {
+            let _ = e.set_state(gst::State::Null);
+        }
+        let _ = self.pipeline.remove_many(&branch.elements);
+    }
+
+    /// Places every present peer's tile by the layout rules re-compositing uses.
     fn relayout(&self, peers: &[LivePeer]) {
         let present: Vec<&LivePeer> = peers.iter().filter(|p| p.present).collect();
-        let rects = grid(present.len(), Rect::new(0, 0, WIDTH, HEIGHT));
+        let always = Span { start_ms: 0, end_ms: u64::MAX };
+        let scene = Scene {
+            tiles: present.iter().enumerate().map(|(i, p)| Tile { kind: p.kind, peer: i, visible: always }).collect(),
+            area: Rect::new(0, 0, WIDTH, HEIGHT),
+            mode: self.mode,
+        };
+        let placed = scene.at(0, None);
         for p in peers {
-            let slot = present.iter().position(|q| q.feed == p.feed).and_then(|i| rects.get(i));
-            for pad in std::iter::once(&p.placeholder).chain(p.video.as_ref()) {
+            let slot = present.iter().position(|q| q.feed == p.feed).and_then(|i| placed.iter().find(|(t, _)| *t == i)).map(|(_, r)| *r);
+            let video = p.video.as_ref().map(|b| (&b.mixer_pad, p.video_live));
+            for (pad, shown) in std::iter::once((&p.placeholder, true)).chain(video) {
                 match slot {
                     Some(r) => {
                         pad.set_property("xpos", r.x);
                         pad.set_property("ypos", r.y);
                         pad.set_property("width", r.w);
                         pad.set_property("height", r.h);
-                        pad.set_property("alpha", 1f64);
+                        pad.set_property("alpha", if shown { 1f64 } else { 0f64 });
                     }
                     None => pad.set_property("alpha", 0f64),
                 }

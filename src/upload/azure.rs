@@ -194,6 +194,7 @@ impl ObjectUpload for AzureUpload {
             sha256: sha256.to_owned(),
             content_type: self.content_type.clone(),
             confirmed_by: format!("azure block list of {} block(s) committed, each block's MD5 echoed", self.blocks.len()),
+            streaming: None,
         })
     }
 

@@ -264,6 +264,7 @@ impl ObjectUpload for GcsUpload {
             sha256: sha256.to_owned(),
             content_type: self.content_type.clone(),
             confirmed_by: confirmed_by.to_owned(),
+            streaming: None,
         })
     }
 

@@ -108,6 +108,7 @@ impl ObjectUpload for LocalUpload {
             sha256: sha256.to_owned(),
             content_type: self.content_type.clone(),
             confirmed_by: "fsync, rename and size".into(),
+            streaming: None,
         })
     }
 

@@ -23,6 +23,20 @@ pub struct StoredObject {
     pub content_type: String,
     /// What the destination's completion response proved.
     pub confirmed_by: String,
+    /// How the upload kept pace with the recording (set by the streaming driver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<StreamStats>,
+}
+
+/// Proof that an upload streamed: parts went out while the recording ran, and the end of the
+/// recording was followed by only the last part and the completion.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StreamStats {
+    pub parts: u32,
+    /// Parts already uploaded when the recording ended (the muxer's end of stream).
+    pub parts_uploaded_before_end: u32,
+    /// From the end of the recording to the destination's confirmation of the object.
+    pub end_to_confirmed_ms: u64,
 }
 
 /// Whose fault a destination error is, for `recording.failed`.

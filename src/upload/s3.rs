@@ -333,6 +333,7 @@ impl ObjectUpload for S3Upload {
             sha256: sha256.to_owned(),
             content_type: self.content_type.clone(),
             confirmed_by: confirmed_by.to_owned(),
+            streaming: None,
         })
     }
 

@@ -15,7 +15,7 @@
 //! - cancel: the upload is aborted at the destination and the segments are shredded.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use ring::digest::{Context, SHA256};
 use zeroize::Zeroizing;
 
-use super::{ObjectUpload, StoredObject, UploadError};
+use super::{ObjectUpload, StoredObject, StreamStats, UploadError};
 use crate::privacy::hex;
 use crate::spill::{self, SpillError, SpillKey, SpillReader, SpillWriter};
 
@@ -81,6 +81,10 @@ struct Shared {
     cancel: Arc<AtomicBool>,
     /// Segment files written and not yet confirmed.
     pending: Mutex<Vec<PathBuf>>,
+    /// Parts uploaded so far.
+    uploaded: AtomicU32,
+    /// When the writer finished, and how many parts were uploaded by then.
+    ended: Mutex<Option<(Instant, u32)>>,
 }
 
 /// One object streaming to its destination.
@@ -101,7 +105,7 @@ impl ObjectStream {
     /// Starts the uploader thread, which begins the upload right away.
     /// `first_part` may be smaller than `part_size` where the destination allows it.
     pub fn start(begin: Begin, (first_part, part_size): (usize, usize), dir: &Path, spill_key: &SpillKey, policy: RetryPolicy, cancel: Arc<AtomicBool>) -> Self {
-        let shared = Arc::new(Shared { stopped: AtomicBool::new(false), cancel, pending: Mutex::new(Vec::new()) });
+        let shared = Arc::new(Shared { stopped: AtomicBool::new(false), cancel, pending: Mutex::new(Vec::new()), uploaded: AtomicU32::new(0), ended: Mutex::new(None) });
         let (tx, rx) = channel();
         let worker = {
             let shared = shared.clone();
@@ -172,6 +176,9 @@ impl ObjectStream {
             Ok::<_, StreamError>(())
         })();
         if sent.is_ok() {
+            if let Ok(mut e) = self.shared.ended.lock() {
+                *e = Some((Instant::now(), self.shared.uploaded.load(Ordering::SeqCst)));
+            }
             let _ = self.tx.send(Msg::Finish);
         } else {
             let _ = self.tx.send(Msg::Abort);
@@ -284,6 +291,7 @@ fn upload(mut begin: Begin, rx: Receiver<Msg>, key: &SpillKey, policy: RetryPoli
                 }
                 hash.update(&data);
                 size += data.len() as u64;
+                shared.uploaded.fetch_add(1, Ordering::SeqCst);
                 if up.up.confirms_parts() {
                     tracing::debug!(part = number, bytes = data.len(), "part confirmed; its spill segment is shredded");
                     forget(shared, &path);
@@ -299,7 +307,15 @@ fn upload(mut begin: Begin, rx: Receiver<Msg>, key: &SpillKey, policy: RetryPoli
                         forget(shared, &p);
                     }
                 }
-                break done;
+                let ended = shared.ended.lock().ok().and_then(|e| *e);
+                break done.map(|mut o| {
+                    o.streaming = ended.map(|(at, before)| StreamStats {
+                        parts: shared.uploaded.load(Ordering::SeqCst),
+                        parts_uploaded_before_end: before,
+                        end_to_confirmed_ms: at.elapsed().as_millis() as u64,
+                    });
+                    o
+                });
             }
             Ok(Msg::Abort) | Err(_) => break Err(StreamError::Cancelled),
         }

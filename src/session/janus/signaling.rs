@@ -300,6 +300,9 @@ pub struct Publisher {
     pub display: Redacted<String>,
     /// `(mid, type)` of each stream (`audio`, `video`, `data`).
     pub streams: Vec<(String, String)>,
+    /// A screen share: a video stream whose description (Janus `descriptions` at publish
+    /// time) mentions "screen".
+    pub screen: bool,
 }
 
 /// Parses the `publishers` array of a VideoRoom event, skipping the worker itself.
@@ -322,6 +325,9 @@ pub fn publishers(data: &Value) -> Vec<Publisher> {
                                     .collect()
                             })
                             .unwrap_or_default(),
+                        screen: p["streams"].as_array().is_some_and(|s| {
+                            s.iter().any(|s| s["type"] == "video" && s["description"].as_str().is_some_and(|d| d.to_ascii_lowercase().contains("screen")))
+                        }),
                     })
                 })
                 .collect()
@@ -360,10 +366,12 @@ mod tests {
     fn publishers_skip_the_worker_and_disabled_streams() {
         let data = json!({"videoroom": "event", "publishers": [
             {"id": 1, "display": "Dr. Who", "streams": [{"mid": "0", "type": "audio"}, {"mid": "1", "type": "video", "disabled": true}]},
-            {"id": 2, "display": HIDDEN_DISPLAY, "streams": []}
+            {"id": 2, "display": HIDDEN_DISPLAY, "streams": []},
+            {"id": 3, "display": "Dr. Who", "streams": [{"mid": "0", "type": "video", "description": "Screen share"}]}
         ]});
         let p = publishers(&data);
-        assert_eq!(p.len(), 1);
+        assert_eq!(p.len(), 2);
+        assert!(!p[0].screen && p[1].screen);
         assert_eq!(p[0].feed, 1);
         assert_eq!(p[0].streams, [("0".to_string(), "audio".to_string())]);
         assert!(!format!("{:?}", p[0]).contains("Dr. Who"));
