@@ -19,7 +19,7 @@ use crate::notify::Notifier;
 use crate::privacy::Redacted;
 use crate::recording::{classify, OutputObject, RecordingError, RecordingResult, ReprocessOptions};
 use crate::session::janus::subscriber::{MediaEvent, Subscription};
-use crate::session::janus::{join_hidden, publishers, Client};
+use crate::session::janus::{join_hidden, publishers, Client, HiddenParticipant, Publisher};
 use crate::session::{ChatMessage, Peer, Session};
 use crate::spill::SpillKey;
 use crate::upload::object_key;
@@ -93,8 +93,9 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         ObjectStream::start(Box::new(move || d.begin(&k, &ct)), (dest.first_part_size(), dest.part_size()), &opts.spill_dir, &key, opts.retry, never.clone())
     };
 
-    let (client, events) = Client::connect(&live.url)?;
-    let me = join_hidden(&client, live.room, live.pin.as_ref())?;
+    let (mut client, mut events) = Client::connect(&live.url)?;
+    let mut me = join_hidden(&client, live.room, live.pin.as_ref())?;
+    tracing::info!(janus_session = client.session_id(), "joined the room as a hidden participant");
 
     let video_key = object_key(dest.prefix(), "composite", &session.room_id, session.started_at, &profile.extension);
     let out: Arc<Mutex<Option<ObjectStream>>> = Arc::new(Mutex::new(Some(stream(&video_key, &profile.content_type))));
@@ -120,20 +121,31 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
     let begun = Instant::now();
     let mut empty_since = Some(Instant::now());
 
-    let arrive = |p: &crate::session::janus::Publisher, subs: &mut HashMap<u64, Subscription>, peers: &mut Vec<PeerLog>| -> Result<(), RecordingError> {
+    let arrive = |client: &Client, me: &HiddenParticipant, p: &Publisher, subs: &mut HashMap<u64, Subscription>, peers: &mut Vec<PeerLog>| -> Result<(), RecordingError> {
         if subs.contains_key(&p.feed) {
             return Ok(());
         }
         comp.add_peer(p.feed, &p.display, if p.screen { TileKind::Screen } else { TileKind::Camera })?;
-        let sub = Subscription::start(&client, live.room, me.private_id, p.feed, comp.pipeline(), media_tx.clone()).map_err(|e| RecordingError::Live(e.to_string()))?;
+        let sub = Subscription::start(client, live.room, me.private_id, p.feed, comp.pipeline(), media_tx.clone()).map_err(|e| RecordingError::Live(e.to_string()))?;
         subs.insert(p.feed, sub);
-        peers.push(PeerLog { feed: p.feed, name: p.display.clone(), joined_ms: comp.now_ms(), left_ms: None });
+        if !peers.iter().any(|q| q.feed == p.feed && q.left_ms.is_none()) {
+            peers.push(PeerLog { feed: p.feed, name: p.display.clone(), joined_ms: comp.now_ms(), left_ms: None });
+        }
         tracing::info!(feed = p.feed, "publisher subscribed");
         Ok(())
     };
+    let depart = |gone: u64, subs: &mut HashMap<u64, Subscription>, peers: &mut Vec<PeerLog>| {
+        subs.remove(&gone);
+        if let Some(p) = peers.iter_mut().rev().find(|p| p.feed == gone && p.left_ms.is_none()) {
+            comp.remove_peer(gone);
+            p.left_ms = Some(comp.now_ms());
+            tracing::info!(feed = gone, "publisher left");
+        }
+    };
     for p in &me.initial {
-        arrive(p, &mut subs, &mut peers)?;
+        arrive(&client, &me, p, &mut subs, &mut peers)?;
     }
+    let mut reconnects = 0u32;
 
     let reason = loop {
         if live.stop.load(Ordering::SeqCst) {
@@ -153,8 +165,16 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         if let Some(e) = comp.poll_error() {
             return Err(RecordingError::Compose(compose::ComposeError::Pipeline(e)));
         }
-        let mut destroyed = false;
-        while let Ok(ev) = events.try_recv() {
+        let (mut destroyed, mut lost) = (false, false);
+        loop {
+            let ev = match events.try_recv() {
+                Ok(ev) => ev,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    lost = true;
+                    break;
+                }
+            };
             if ev.handle != Some(me.handle) {
                 continue;
             }
@@ -163,21 +183,41 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
                 destroyed = true;
             }
             for p in publishers(&data) {
-                arrive(&p, &mut subs, &mut peers)?;
+                arrive(&client, &me, &p, &mut subs, &mut peers)?;
             }
             for gone in [data["unpublished"].as_u64(), data["leaving"].as_u64()].into_iter().flatten() {
-                if subs.remove(&gone).is_some() {
-                    comp.remove_peer(gone);
-                    let now = comp.now_ms();
-                    if let Some(p) = peers.iter_mut().rev().find(|p| p.feed == gone && p.left_ms.is_none()) {
-                        p.left_ms = Some(now);
-                    }
-                    tracing::info!(feed = gone, "publisher left");
-                }
+                depart(gone, &mut subs, &mut peers);
             }
         }
         if destroyed {
             break ended("the room was destroyed");
+        }
+        // Signaling lost (session destroyed or timed out, gateway unreachable): join again
+        // with a new session and subscribe afresh; tiles stay (as placeholders) meanwhile.
+        if lost || client.is_gone() {
+            tracing::warn!("janus signaling lost; reconnecting");
+            let feeds: Vec<u64> = subs.keys().copied().collect();
+            subs.clear();
+            for feed in feeds {
+                comp.drop_media(feed);
+            }
+            match reconnect(live, &begun) {
+                Some((c, e, m)) => {
+                    (client, events, me) = (c, e, m);
+                    reconnects += 1;
+                    tracing::info!(janus_session = client.session_id(), "rejoined the room");
+                    let present: Vec<u64> = me.initial.iter().map(|p| p.feed).collect();
+                    for p in peers.iter().filter(|p| p.left_ms.is_none() && !present.contains(&p.feed)).map(|p| p.feed).collect::<Vec<_>>() {
+                        depart(p, &mut subs, &mut peers);
+                    }
+                    for p in &me.initial {
+                        arrive(&client, &me, p, &mut subs, &mut peers)?;
+                    }
+                }
+                None if live.stop.load(Ordering::SeqCst) => break ended("stop requested"),
+                None => break ended("maximum duration reached"),
+            }
+            continue;
         }
         for (feed, live) in comp.watch_video() {
             tracing::info!(feed, "camera {}", if live { "sending" } else { "stopped: placeholder shown" });
@@ -212,6 +252,9 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
     };
     tracing::info!(reason = %reason, "live recording stopping");
     warnings.insert(0, reason);
+    if reconnects > 0 {
+        warnings.push(format!("the signaling connection was lost and rejoined {reconnects} time(s); media of that time is missing"));
+    }
     if ignored > 0 {
         warnings.push(format!("{ignored} data-channel message(s) that were not chat were ignored"));
     }
@@ -261,6 +304,26 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         warnings,
         webhooks: None,
     })
+}
+
+/// Connects and joins again, retrying with backoff until it works, a stop is requested or
+/// the maximum duration is reached (then None).
+fn reconnect(live: &LiveOptions, begun: &Instant) -> Option<(Client, std::sync::mpsc::Receiver<crate::session::janus::Event>, HiddenParticipant)> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        if live.stop.load(Ordering::SeqCst) || begun.elapsed() >= live.max_duration {
+            return None;
+        }
+        match Client::connect(&live.url).and_then(|(c, e)| join_hidden(&c, live.room, live.pin.as_ref()).map(|m| (c, e, m))) {
+            Ok(joined) => return Some(joined),
+            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "rejoining the room failed"),
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !live.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// `{"type": "chat", "id": …, "to": null | [peer ids], "message": …}`; anything else is None.

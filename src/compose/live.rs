@@ -165,6 +165,16 @@ impl LiveCompositor {
         if let Ok(mut peers) = self.peers.lock() {
             if let Some(p) = peers.iter_mut().find(|p| p.feed == feed) {
                 p.present = false;
+            }
+        }
+        self.drop_media(feed);
+    }
+
+    /// A peer's media went away while they stay (their subscription is being renewed): the
+    /// branches are removed and the placeholder shows until new media is linked.
+    pub fn drop_media(&self, feed: u64) {
+        if let Ok(mut peers) = self.peers.lock() {
+            if let Some(p) = peers.iter_mut().find(|p| p.feed == feed) {
                 p.video_live = false;
                 for (branch, mixer) in [(p.video.take(), &self.comp), (p.audio.take(), &self.amix)] {
                     if let Some(b) = branch {

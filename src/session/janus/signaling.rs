@@ -91,7 +91,7 @@ impl Client {
                 .map_err(|e| JanusError::Transport { url: shown.clone(), message: e.to_string() })?
         };
         let keepalive = {
-            let (url, stop, masked) = (format!("{base}/{session}"), stop.clone(), shown.clone());
+            let (url, stop, gone, masked) = (format!("{base}/{session}"), stop.clone(), gone.clone(), shown.clone());
             let agent = agent.clone();
             std::thread::Builder::new()
                 .name("veil-janus-keepalive".into())
@@ -101,8 +101,13 @@ impl Client {
                         std::thread::sleep(Duration::from_millis(100));
                         if last.elapsed() >= Duration::from_secs(10) {
                             last = Instant::now();
-                            if let Err(e) = post(&agent, &url, &json!({"janus": "keepalive", "transaction": transaction()}), &masked, "keepalive") {
-                                tracing::warn!(error = %e, "janus keepalive failed");
+                            match post(&agent, &url, &json!({"janus": "keepalive", "transaction": transaction()}), &masked, "keepalive") {
+                                Err(JanusError::SessionGone { .. }) => {
+                                    gone.store(true, Ordering::SeqCst);
+                                    return;
+                                }
+                                Err(e) => tracing::warn!(error = %e, "janus keepalive failed"),
+                                Ok(_) => {}
                             }
                         }
                     }
@@ -114,6 +119,12 @@ impl Client {
 
     pub fn session_id(&self) -> u64 {
         self.session
+    }
+
+    /// True once the session is known to be lost: Janus said it does not exist, or the event
+    /// long-poll kept failing. Such a client cannot be used again: connect anew.
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::SeqCst)
     }
 
     fn shown(&self) -> String {
@@ -203,8 +214,10 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let url = format!("{}/{}", self.base, self.session);
-        let _ = post(&self.agent, &url, &json!({"janus": "destroy", "transaction": transaction()}), &self.shown(), "destroy");
+        if !self.is_gone() {
+            let url = format!("{}/{}", self.base, self.session);
+            let _ = post(&self.agent, &url, &json!({"janus": "destroy", "transaction": transaction()}), &self.shown(), "destroy");
+        }
         if let Some(t) = self.keepalive.take() {
             let _ = t.join();
         }
@@ -246,6 +259,12 @@ fn poll(url: &str, shown: &str, waiters: &Waiters, events: &Sender<Event>, stop:
     let mut failures = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let got = agent.get(&format!("{url}?maxev=10")).call();
+        // Janus answers a long poll on a session it does not know with 404 and no body.
+        if got.as_ref().is_ok_and(|r| r.status() == 404) {
+            tracing::warn!(url = %shown, "janus session gone");
+            gone.store(true, Ordering::SeqCst);
+            return;
+        }
         let parsed = got.ok().and_then(|mut r| r.body_mut().read_to_string().ok()).and_then(|t| serde_json::from_str::<Value>(&t).ok());
         let batch: Value = match parsed {
             Some(v) => v,
