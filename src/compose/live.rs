@@ -140,8 +140,7 @@ impl LiveCompositor {
             let caps = capsfilter(raw_video_caps(TILE_W, TILE_H))?;
             let text = label(name.expose(), true)?;
             let chain = [src, caps, text];
-            self.add_running(&chain)?;
-            let placeholder = link_to(&chain[2], &self.comp)?;
+            let placeholder = self.add_running(&chain, &self.comp)?;
             placeholder.set_property("zorder", 1u32);
             peers.push(LivePeer {
                 feed,
@@ -233,9 +232,8 @@ impl LiveCompositor {
                     .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                     .build();
                 let chain = [make(depay)?, make(dec)?, make("videoconvert")?, scale, capsfilter(caps)?, text, make("queue")?];
-                self.add_running(&chain)?;
+                let pad = self.add_running(&chain, &self.comp)?;
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
-                let pad = link_to(&chain[6], &self.comp)?;
                 pad.set_property("zorder", 2u32);
                 pad.set_property("alpha", 0f64); // until its first frame (see watch_video)
                 let (last, started) = (peers[i].last_frame_ms.clone(), self.started);
@@ -253,9 +251,8 @@ impl LiveCompositor {
                     other => return Err(ComposeError::Pipeline(format!("feed {feed}: audio codec {other} is not supported"))),
                 };
                 let chain = [make(depay)?, make(dec)?, make("audioconvert")?, make("audioresample")?, capsfilter(raw_audio_caps())?, make("queue")?];
-                self.add_running(&chain)?;
+                let pad = self.add_running(&chain, &self.amix)?;
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
-                let pad = link_to(&chain[5], &self.amix)?;
                 if let Some(old) = peers[i].audio.replace(Branch { elements: chain.to_vec(), mixer_pad: pad }) {
                     self.remove_branch(old, &self.amix);
                 }
@@ -329,13 +326,16 @@ impl LiveCompositor {
         result
     }
 
-    fn add_running(&self, chain: &[gst::Element]) -> Result<(), ComposeError> {
+    /// Adds a chain, links it into `mixer`, and only then starts it (downstream first), so no
+    /// buffer ever meets an unlinked pad. Returns the mixer's pad.
+    fn add_running(&self, chain: &[gst::Element], mixer: &gst::Element) -> Result<gst::Pad, ComposeError> {
         self.pipeline.add_many(chain).map_err(pipe_err)?;
         gst::Element::link_many(chain).map_err(pipe_err)?;
-        for e in chain {
+        let pad = link_to(chain.last().expect("a chain"), mixer)?;
+        for e in chain.iter().rev() {
             e.sync_state_with_parent().map_err(pipe_err)?;
         }
-        Ok(())
+        Ok(pad)
     }
 
     /// Takes a branch out: its mixer pad first (which unblocks its queue), then its elements.
