@@ -12,6 +12,8 @@ bash scripts/install-azurite.sh >/dev/null
 command -v gcp-storage-emulator >/dev/null || python3 -m pip install --quiet 'gcp-storage-emulator>=2026'
 # The Janus gateway for the live-source tests (never its own service; see the script).
 bash scripts/install-janus.sh
+# A real browser publisher for one live test: headless Chromium with janus.js (Debian).
+bash scripts/install-browser.sh
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast "$@"
   # nextest does not run doctests; there are none to skip in a binary-first crate, but run

@@ -1,12 +1,12 @@
 //! One live recording: a Janus VideoRoom joined as a hidden participant → live compositor →
 //! the same encrypted spill, streaming upload and webhooks as re-compositing.
 //!
-//! The loop below reads as the whole live flow: subscribe to every publisher as it appears
-//! (one subscription each, see `session::janus::subscriber`), link their media into the mix,
-//! collect chat from their data channels, hide the tiles of those who leave, and stop on a
-//! stop request, the room's destruction, no publisher for `empty_timeout`, or `max_duration`.
+//! The loop below reads as the whole live flow: take the source's events (peers joining and
+//! leaving, their media pads, their messages; `session::source`), turn them into tiles and
+//! mixer inputs and chat, watch cameras that stop, and stop on a stop request, the session's
+//! end, no peer for `empty_timeout`, or `max_duration`. The source here is a Janus VideoRoom
+//! (`session::janus::JanusSource`); nothing below depends on that.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +18,8 @@ use crate::compose::{self, chat, live::LiveCompositor, profile::Profile};
 use crate::notify::Notifier;
 use crate::privacy::Redacted;
 use crate::recording::{classify, OutputObject, RecordingError, RecordingResult, ReprocessOptions};
-use crate::session::janus::subscriber::{MediaEvent, Subscription};
-use crate::session::janus::{join_hidden, publishers, Client, HiddenParticipant, Publisher};
+use crate::session::janus::JanusSource;
+use crate::session::source::{LiveSource, SourceEvent};
 use crate::session::{ChatMessage, Peer, Session};
 use crate::spill::SpillKey;
 use crate::upload::object_key;
@@ -93,10 +93,6 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         ObjectStream::start(Box::new(move || d.begin(&k, &ct)), (dest.first_part_size(), dest.part_size()), &opts.spill_dir, &key, opts.retry, never.clone())
     };
 
-    let (mut client, mut events) = Client::connect(&live.url)?;
-    let mut me = join_hidden(&client, live.room, live.pin.as_ref())?;
-    tracing::info!(janus_session = client.session_id(), "joined the room as a hidden participant");
-
     let video_key = object_key(dest.prefix(), "composite", &session.room_id, session.started_at, &profile.extension);
     let out: Arc<Mutex<Option<ObjectStream>>> = Arc::new(Mutex::new(Some(stream(&video_key, &profile.content_type))));
     let sink_out = out.clone();
@@ -112,40 +108,15 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         Ok(())
     };
     let comp = LiveCompositor::start(&profile, opts.layout, Box::new(sink))?;
-    let (media_tx, media_rx) = std::sync::mpsc::channel();
-    let mut subs: HashMap<u64, Subscription> = HashMap::new();
+    let mut source = JanusSource::join(&live.url, live.room, live.pin.clone(), comp.pipeline(), live.stop.clone(), Instant::now() + live.max_duration)
+        .map_err(|e| RecordingError::Live(e.to_string()))?;
     let mut peers: Vec<PeerLog> = Vec::new();
     let mut chat: Vec<ChatMessage> = Vec::new();
     let mut ignored = 0usize;
     let mut warnings = Vec::new();
+    let mut reconnects = 0u32;
     let begun = Instant::now();
     let mut empty_since = Some(Instant::now());
-
-    let arrive = |client: &Client, me: &HiddenParticipant, p: &Publisher, subs: &mut HashMap<u64, Subscription>, peers: &mut Vec<PeerLog>| -> Result<(), RecordingError> {
-        if subs.contains_key(&p.feed) {
-            return Ok(());
-        }
-        comp.add_peer(p.feed, &p.display, if p.screen { TileKind::Screen } else { TileKind::Camera })?;
-        let sub = Subscription::start(client, live.room, me.private_id, p.feed, comp.pipeline(), media_tx.clone()).map_err(|e| RecordingError::Live(e.to_string()))?;
-        subs.insert(p.feed, sub);
-        if !peers.iter().any(|q| q.feed == p.feed && q.left_ms.is_none()) {
-            peers.push(PeerLog { feed: p.feed, name: p.display.clone(), joined_ms: comp.now_ms(), left_ms: None });
-        }
-        tracing::info!(feed = p.feed, "publisher subscribed");
-        Ok(())
-    };
-    let depart = |gone: u64, subs: &mut HashMap<u64, Subscription>, peers: &mut Vec<PeerLog>| {
-        subs.remove(&gone);
-        if let Some(p) = peers.iter_mut().rev().find(|p| p.feed == gone && p.left_ms.is_none()) {
-            comp.remove_peer(gone);
-            p.left_ms = Some(comp.now_ms());
-            tracing::info!(feed = gone, "publisher left");
-        }
-    };
-    for p in &me.initial {
-        arrive(&client, &me, p, &mut subs, &mut peers)?;
-    }
-    let mut reconnects = 0u32;
 
     let reason = loop {
         if live.stop.load(Ordering::SeqCst) {
@@ -154,7 +125,7 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         if begun.elapsed() >= live.max_duration {
             break ended("maximum duration reached");
         }
-        if subs.is_empty() {
+        if source.present() == 0 {
             let since = *empty_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= live.empty_timeout {
                 break ended("no publisher left");
@@ -165,78 +136,37 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         if let Some(e) = comp.poll_error() {
             return Err(RecordingError::Compose(compose::ComposeError::Pipeline(e)));
         }
-        let (mut destroyed, mut lost) = (false, false);
-        loop {
-            let ev = match events.try_recv() {
-                Ok(ev) => ev,
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    lost = true;
-                    break;
-                }
-            };
-            if ev.handle != Some(me.handle) {
-                continue;
-            }
-            let Some(data) = ev.data else { continue };
-            if data["videoroom"] == "destroyed" {
-                destroyed = true;
-            }
-            for p in publishers(&data) {
-                arrive(&client, &me, &p, &mut subs, &mut peers)?;
-            }
-            for gone in [data["unpublished"].as_u64(), data["leaving"].as_u64()].into_iter().flatten() {
-                depart(gone, &mut subs, &mut peers);
-            }
-        }
-        if destroyed {
-            break ended("the room was destroyed");
-        }
-        // Signaling lost (session destroyed or timed out, gateway unreachable): join again
-        // with a new session and subscribe afresh; tiles stay (as placeholders) meanwhile.
-        if lost || client.is_gone() {
-            tracing::warn!("janus signaling lost; reconnecting");
-            let feeds: Vec<u64> = subs.keys().copied().collect();
-            subs.clear();
-            for feed in feeds {
-                comp.drop_media(feed);
-            }
-            match reconnect(live, &begun) {
-                Some((c, e, m)) => {
-                    (client, events, me) = (c, e, m);
-                    reconnects += 1;
-                    tracing::info!(janus_session = client.session_id(), "rejoined the room");
-                    let present: Vec<u64> = me.initial.iter().map(|p| p.feed).collect();
-                    for p in peers.iter().filter(|p| p.left_ms.is_none() && !present.contains(&p.feed)).map(|p| p.feed).collect::<Vec<_>>() {
-                        depart(p, &mut subs, &mut peers);
-                    }
-                    for p in &me.initial {
-                        arrive(&client, &me, p, &mut subs, &mut peers)?;
-                    }
-                }
-                None if live.stop.load(Ordering::SeqCst) => break ended("stop requested"),
-                None => break ended("maximum duration reached"),
-            }
-            continue;
-        }
         for (feed, live) in comp.watch_video() {
             tracing::info!(feed, "camera {}", if live { "sending" } else { "stopped: placeholder shown" });
         }
-        match media_rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(MediaEvent::Pad { feed, kind, pad, hold }) => {
-                if let Err(e) = comp.add_media(feed, &kind, &pad) {
+        let event = source.next_event(Duration::from_millis(100)).map_err(|e| RecordingError::Live(e.to_string()))?;
+        match event {
+            Some(SourceEvent::PeerJoined { peer, name, screen }) => {
+                comp.add_peer(peer, &name, if screen { TileKind::Screen } else { TileKind::Camera })?;
+                peers.push(PeerLog { feed: peer, name, joined_ms: comp.now_ms(), left_ms: None });
+            }
+            Some(SourceEvent::PeerLeft { peer }) => {
+                comp.remove_peer(peer);
+                let now = comp.now_ms();
+                if let Some(p) = peers.iter_mut().rev().find(|p| p.feed == peer && p.left_ms.is_none()) {
+                    p.left_ms = Some(now);
+                }
+            }
+            Some(SourceEvent::MediaLost { peer }) => comp.drop_media(peer),
+            Some(SourceEvent::Track { peer, kind, pad, hold }) => {
+                if let Err(e) = comp.add_media(peer, &kind, &pad) {
                     warnings.push(e.to_string());
                 }
                 drop(hold);
             }
-            Ok(MediaEvent::Chat { feed, text, .. }) => {
+            Some(SourceEvent::Message { peer, text, .. }) => {
                 let sent_ms = comp.now_ms();
-                let name = peers.iter().rev().find(|p| p.feed == feed).map(|p| p.name.clone()).unwrap_or_default();
+                let name = peers.iter().rev().find(|p| p.feed == peer).map(|p| p.name.clone()).unwrap_or_default();
                 match parse_chat(text.expose()) {
                     Some((id, to, message)) => chat.push(ChatMessage {
                         id,
                         sent_ms,
-                        sender_peer_id: feed.to_string(),
+                        sender_peer_id: peer.to_string(),
                         sender_name: name,
                         sender_user_id: String::new(),
                         roles: Vec::new(),
@@ -247,7 +177,9 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
                     None => ignored += 1,
                 }
             }
-            Err(_) => {}
+            Some(SourceEvent::Reconnected) => reconnects += 1,
+            Some(SourceEvent::Closed) => break ended("the room was destroyed"),
+            None => {}
         }
     };
     tracing::info!(reason = %reason, "live recording stopping");
@@ -259,8 +191,7 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         warnings.push(format!("{ignored} data-channel message(s) that were not chat were ignored"));
     }
     let duration_ms = comp.stop(Duration::from_secs(20))?;
-    drop(subs);
-    let _ = client.detach(me.handle);
+    drop(source);
 
     let video = out.lock().ok().and_then(|mut o| o.take()).ok_or(RecordingError::Upload { key: video_key.clone(), cause: StreamError::Stopped })?;
     let video_obj = video.finish().map_err(upload_err(&video_key))?;
@@ -304,26 +235,6 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         warnings,
         webhooks: None,
     })
-}
-
-/// Connects and joins again, retrying with backoff until it works, a stop is requested or
-/// the maximum duration is reached (then None).
-fn reconnect(live: &LiveOptions, begun: &Instant) -> Option<(Client, std::sync::mpsc::Receiver<crate::session::janus::Event>, HiddenParticipant)> {
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        if live.stop.load(Ordering::SeqCst) || begun.elapsed() >= live.max_duration {
-            return None;
-        }
-        match Client::connect(&live.url).and_then(|(c, e)| join_hidden(&c, live.room, live.pin.as_ref()).map(|m| (c, e, m))) {
-            Ok(joined) => return Some(joined),
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "rejoining the room failed"),
-        }
-        let until = Instant::now() + backoff;
-        while Instant::now() < until && !live.stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }
 
 /// `{"type": "chat", "id": …, "to": null | [peer ids], "message": …}`; anything else is None.

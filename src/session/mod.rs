@@ -1,11 +1,13 @@
 //! Session sources: who was in the session, when, with which tracks, and what they wrote.
 //!
-//! The compositor consumes a [`Session`]; it does not know where it came from. `files` builds
-//! one from a session folder (reprocessing). `janus` holds the live source's signaling (the
-//! hidden participant); its media path comes next and feeds the same model through events.
+//! Re-compositing consumes a [`Session`], built by `files` from a session folder. Live
+//! recording consumes a [`source::LiveSource`] (events and media pads as they happen);
+//! `janus` is its implementation for a Janus VideoRoom. Either way the result is described
+//! by the same model (peers with join/leave times, chat messages).
 
 pub mod files;
 pub mod janus;
+pub mod source;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! publishes) and media subscriptions (webrtcbin) whose pads feed the compositor.
 
 pub mod signaling;
+pub mod source;
 pub mod subscriber;
 
+pub use source::JanusSource;
 pub use signaling::{join_hidden, publishers, Client, Event, HiddenParticipant, JanusError, Publisher, HIDDEN_DISPLAY};

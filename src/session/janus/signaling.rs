@@ -99,7 +99,9 @@ impl Client {
                     let mut last = Instant::now();
                     while !stop.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(100));
-                        if last.elapsed() >= Duration::from_secs(10) {
+                        // Also how a destroyed session is noticed soonest: a pending long
+                        // poll on it is not answered.
+                        if last.elapsed() >= Duration::from_secs(5) {
                             last = Instant::now();
                             match post(&agent, &url, &json!({"janus": "keepalive", "transaction": transaction()}), &masked, "keepalive") {
                                 Err(JanusError::SessionGone { .. }) => {

@@ -48,6 +48,8 @@ pub struct PadHold {
     probe: Option<gst::PadProbeId>,
 }
 
+impl crate::session::source::PadHold for PadHold {}
+
 impl Drop for PadHold {
     fn drop(&mut self) {
         if let Some(p) = self.probe.take() {
