@@ -252,6 +252,15 @@ impl LiveCompositor {
                 };
                 let chain = [make(depay)?, make(dec)?, make("audioconvert")?, make("audioresample")?, capsfilter(raw_audio_caps())?, make("queue")?];
                 let pad = self.add_running(&chain, &self.amix)?;
+                // Received media is stamped when its first packet arrives; an audio packet
+                // leaves the sender only once its whole frame (20 ms for WebRTC Opus) was
+                // captured, so audio would sit one frame late against video. Take it back.
+                let out = chain[5].static_pad("src").expect("queue src");
+                chain[1].static_pad("src").expect("decoder src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    let frame = info.buffer().and_then(|b| b.duration()).unwrap_or(gst::ClockTime::ZERO);
+                    out.set_offset(-(frame.min(gst::ClockTime::from_mseconds(120)).nseconds() as i64));
+                    gst::PadProbeReturn::Remove
+                });
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
                 if let Some(old) = peers[i].audio.replace(Branch { elements: chain.to_vec(), mixer_pad: pad }) {
                     self.remove_branch(old, &self.amix);

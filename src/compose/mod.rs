@@ -45,6 +45,7 @@ pub const WIDTH: i32 = 1280;
 pub const HEIGHT: i32 = 720;
 pub const FPS: i32 = 30;
 pub const AUDIO_RATE: i32 = 48_000;
+pub const AUDIO_CHANNELS: i32 = 2;
 const PANEL_W: i32 = 320;
 /// Size every camera branch is scaled to before the compositor fits it into its tile.
 const CAM_W: i32 = 640;
@@ -140,6 +141,36 @@ pub(crate) fn output(pipeline: &gst::Pipeline, profile: &Profile, sink: ByteSink
     vq2.link(&mux).map_err(|e| profile_err(format!("video does not link to the muxer: {e}")))?;
     aq2.link(&mux).map_err(|e| profile_err(format!("audio does not link to the muxer: {e}")))?;
     mux.link(&appsink).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
+    // The encoder's priming plays first in the file: that much of the mix is left out at the
+    // start so what follows keeps its place against the video (the muxer starts each track
+    // at its first buffer, so moving timestamps would not do).
+    if profile.audio_priming_ms > 0.0 {
+        let frame_bytes = 4 * AUDIO_CHANNELS as usize;
+        let skip = Mutex::new((profile.audio_priming_ms * AUDIO_RATE as f64 / 1000.0).round() as usize * frame_bytes);
+        aq.static_pad("sink").expect("queue sink").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Ok(mut skip) = skip.lock() else { return gst::PadProbeReturn::Remove };
+            if *skip == 0 {
+                return gst::PadProbeReturn::Remove;
+            }
+            let Some(gst::PadProbeData::Buffer(buf)) = &mut info.data else { return gst::PadProbeReturn::Ok };
+            if buf.size() <= *skip {
+                *skip -= buf.size();
+                info.data = None; // consumed here (dropping it unrefs it)
+                return gst::PadProbeReturn::Handled;
+            }
+            let Ok(map) = buf.map_readable() else { return gst::PadProbeReturn::Ok };
+            let cut = gst::ClockTime::from_nseconds((*skip / frame_bytes) as u64 * 1_000_000_000 / AUDIO_RATE as u64);
+            let mut rest = gst::Buffer::from_mut_slice(map[*skip..].to_vec());
+            let (pts, duration) = (buf.pts(), buf.duration());
+            drop(map);
+            let r = rest.get_mut().expect("a new buffer");
+            r.set_pts(pts.map(|p| p + cut));
+            r.set_duration(duration.map(|d| d.saturating_sub(cut)));
+            *buf = rest;
+            *skip = 0;
+            gst::PadProbeReturn::Ok
+        });
+    }
 
     // Peak limiter on the mixed audio.
     let limiter = Mutex::new(limiter::Limiter::new(AUDIO_RATE as u32, 80.0));
@@ -238,7 +269,7 @@ fn raw_audio_caps() -> gst::Caps {
     gst::Caps::builder("audio/x-raw")
         .field("format", "F32LE")
         .field("rate", AUDIO_RATE)
-        .field("channels", 2)
+        .field("channels", AUDIO_CHANNELS)
         .field("layout", "interleaved")
         .build()
 }

@@ -24,6 +24,10 @@ pub struct Profile {
     pub mux: String,
     pub extension: String,
     pub content_type: String,
+    /// The audio encoder's priming delay in milliseconds (AAC: 1024 samples), which a
+    /// fragmented MP4 cannot signal: the video is delayed by as much so they stay in sync.
+    #[serde(default)]
+    pub audio_priming_ms: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,9 @@ impl Profile {
         check_no_io(&mux).map_err(|m| field_err("mux", m))?;
         if mux.request_pad_simple("video_%u").is_none() && mux.request_pad_simple("video_0").is_none() {
             return Err(field_err("mux", "the muxer has no video request pad".into()));
+        }
+        if !(0.0..1000.0).contains(&self.audio_priming_ms) {
+            return Err(field_err("audio_priming_ms", "must be at least 0 and below 1000".into()));
         }
         if self.extension.is_empty() || !self.extension.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(field_err("extension", "must be a short alphanumeric file extension".into()));
