@@ -34,31 +34,10 @@ fn publisher_with(j: &janus::Janus, args: &[&str]) -> Child {
 fn a_live_room_is_recorded_with_late_joiner_leaver_and_chat() {
     let j = janus::Janus::start();
     let work = tempfile::tempdir().unwrap();
-    let dest = work.path().join("out");
-    let job = serde_json::json!({
-        "id": "live-1",
-        "session": {"type": "janus", "url": j.url, "room": 1234},
-        "layout": "grid",
-        "destination": {"url": format!("file://{}", dest.display())},
-        "limits": {"max_duration_s": 60, "empty_timeout_s": 3}
-    });
-    let job_path = work.path().join("job.json");
-    std::fs::write(&job_path, serde_json::to_vec(&job).unwrap()).unwrap();
+    let mut job = job(&j, &work.path().join("out"), 3);
+    job["layout"] = "grid".into();
     let spill = work.path().join("spill");
-    let worker = Command::new("ip")
-        .args(["netns", "exec", &j.netns])
-        .arg(env!("CARGO_BIN_EXE_veil"))
-        .arg("record")
-        .arg(&job_path)
-        .arg("--spill-dir")
-        .arg(&spill)
-        .arg("--outbox-dir")
-        .arg(work.path().join("outbox"))
-        .env("VEIL_LOG", "veil=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = start_worker(&j, work.path(), &job);
     std::thread::sleep(Duration::from_secs(1));
     // Ana (red, 440 Hz) for 11 s with a chat message; Bob (green, 880 Hz) joins 3 s later for
     // 5 s. A subscription takes about a second (ICE, DTLS, first key frame) on a busy 2-core
@@ -69,14 +48,7 @@ fn a_live_room_is_recorded_with_late_joiner_leaver_and_chat() {
     assert!(bob.wait().unwrap().success(), "bob failed");
     assert!(ana.wait().unwrap().success(), "ana failed");
 
-    let end = Instant::now() + Duration::from_secs(60);
-    let mut worker = worker;
-    while worker.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < end, "the worker did not stop after the room emptied");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = worker.wait_with_output().unwrap();
-    let result = result_json(&out);
+    let result = finish_worker(worker);
     assert_eq!(result["warnings"][0], "recording ended: no publisher left", "{result}");
     let mp4 = object_path(&result, "composite");
     let dur = result["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
@@ -133,23 +105,8 @@ fn job(j: &janus::Janus, dest: &std::path::Path, empty_timeout: u64) -> serde_js
 fn stop_by_signal_mid_session_delivers_a_complete_file() {
     let j = janus::Janus::start();
     let work = tempfile::tempdir().unwrap();
-    let dest = work.path().join("out");
-    let job_path = work.path().join("job.json");
-    std::fs::write(&job_path, serde_json::to_vec(&job(&j, &dest, 30)).unwrap()).unwrap();
     let spill = work.path().join("spill");
-    let worker = Command::new("ip")
-        .args(["netns", "exec", &j.netns])
-        .arg(env!("CARGO_BIN_EXE_veil"))
-        .arg("record")
-        .arg(&job_path)
-        .arg("--spill-dir")
-        .arg(&spill)
-        .arg("--outbox-dir")
-        .arg(work.path().join("outbox"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let worker = start_worker(&j, work.path(), &job(&j, &work.path().join("out"), 30));
     let mut ana = publisher(&j, "Ana", "red", "440", "20", &[]);
     std::thread::sleep(Duration::from_secs(6));
     // SIGTERM to the worker (ip netns exec execs it, so the pid is the worker's).
