@@ -392,3 +392,36 @@ fn a_real_browser_publisher_is_recorded() {
     let line = csv.lines().find(|l| l.contains("hello from chromium")).unwrap_or_else(|| panic!("chat missing: {csv}; console: {lines:#?}"));
     assert!(line.contains(",Eve (browser),"), "{line}");
 }
+
+#[test]
+fn the_speaker_layout_follows_who_talks() {
+    let j = janus::Janus::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut job = job(&j, &work.path().join("out"), 3);
+    job["layout"] = "speaker".into();
+    let worker = start_worker(&j, work.path(), &job);
+    std::thread::sleep(Duration::from_secs(1));
+    // Ana talks for her first 5 s, then is silent; Bob is silent for his first 5 s, then talks.
+    let mut ana = publisher_with(&j, &["--display", "Ana", "--pattern", "red", "--freq", "440", "--duration", "13", "--mute-audio", "5:13"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut bob = publisher_with(&j, &["--display", "Bob", "--pattern", "green", "--freq", "660", "--duration", "12", "--mute-audio", "0:5"]);
+    assert!(ana.wait().unwrap().success() && bob.wait().unwrap().success(), "a publisher failed");
+    let result = finish_worker(worker);
+    let mp4 = object_path(&result, "composite");
+    let dur = result["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    let shares: Vec<(f64, f64, f64)> = (1..)
+        .map(|i| i as f64 * 0.5)
+        .take_while(|&t| t < dur - 0.3)
+        .map(|t| {
+            let f = frame(&mp4, t);
+            (t, colour_share(&f, RED, 60), colour_share(&f, GREEN, 60))
+        })
+        .collect();
+    let focus = |big: fn(&(f64, f64, f64)) -> (f64, f64)| shares.iter().find(|s| { let (b, small) = big(s); b > 0.4 && small > 0.005 && small < 0.15 }).map(|s| s.0);
+    let ana_first = focus(|s| (s.1, s.2)).unwrap_or_else(|| panic!("Ana large with Bob in the strip: {shares:?}"));
+    let bob_later = shares
+        .iter()
+        .find(|s| s.0 > ana_first && s.2 > 0.4 && s.1 > 0.005 && s.1 < 0.15)
+        .unwrap_or_else(|| panic!("then Bob large with Ana in the strip: {shares:?}"));
+    assert!(bob_later.0 - ana_first >= 2.0, "the focus moved when Bob started talking: {shares:?}");
+}

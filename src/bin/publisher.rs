@@ -51,6 +51,9 @@ struct Args {
     /// camera does); repeatable.
     #[arg(long = "mute-video", value_name = "FROM:TO")]
     mute_video: Vec<String>,
+    /// Stop sending audio from FROM to TO seconds after the connection is up; repeatable.
+    #[arg(long = "mute-audio", value_name = "FROM:TO")]
+    mute_audio: Vec<String>,
     /// Publish the video as a screen share (stream description "screen").
     #[arg(long)]
     screen: bool,
@@ -80,14 +83,15 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     chats.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mutes: Vec<(f64, f64)> = a
-        .mute_video
-        .iter()
-        .map(|m| {
-            let (f, t) = m.split_once(':').ok_or_else(|| anyhow!("--mute-video takes FROM:TO"))?;
-            Ok((f.parse::<f64>().context("--mute-video FROM")?, t.parse::<f64>().context("--mute-video TO")?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let spans = |list: &[String], flag: &str| -> anyhow::Result<Vec<(f64, f64)>> {
+        list.iter()
+            .map(|m| {
+                let (f, t) = m.split_once(':').ok_or_else(|| anyhow!("{flag} takes FROM:TO"))?;
+                Ok((f.parse::<f64>().with_context(|| format!("{flag} FROM"))?, t.parse::<f64>().with_context(|| format!("{flag} TO"))?))
+            })
+            .collect()
+    };
+    let mutes = [(spans(&a.mute_video, "--mute-video")?, "vmute"), (spans(&a.mute_audio, "--mute-audio")?, "amute")];
 
     let (client, events) = Client::connect(&a.janus)?;
     let handle = client.attach("janus.plugin.videoroom")?;
@@ -130,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     }
     if a.freq > 0.0 && !a.flash {
         desc.push_str(&format!(
-            "audiotestsrc is-live=true wave=sine freq={} volume=0.4 ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ",
+            "audiotestsrc is-live=true wave=sine freq={} volume=0.4 ! valve name=amute ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ",
             a.freq
         ));
     }
@@ -139,7 +143,7 @@ fn main() -> anyhow::Result<()> {
     if a.flash {
         add_flash_and_beep(&pipeline)?;
     }
-    let valve = pipeline.by_name("vmute");
+    let valves: Vec<(Vec<(f64, f64)>, gst::Element)> = mutes.into_iter().filter_map(|(m, name)| pipeline.by_name(name).map(|v| (m, v))).collect();
     let (tx, rx) = channel::<Signal>();
 
     pipeline.set_state(gst::State::Ready)?;
@@ -175,10 +179,10 @@ fn main() -> anyhow::Result<()> {
             if t.elapsed() >= Duration::from_secs_f64(a.duration) {
                 break;
             }
-            let muted = mutes.iter().any(|&(f, to)| (f..to).contains(&t.elapsed().as_secs_f64()));
-            if let Some(v) = &valve {
-                if v.property::<bool>("drop") != muted {
-                    v.set_property("drop", muted);
+            for (spans, valve) in &valves {
+                let muted = spans.iter().any(|&(f, to)| (f..to).contains(&t.elapsed().as_secs_f64()));
+                if valve.property::<bool>("drop") != muted {
+                    valve.set_property("drop", muted);
                 }
             }
             while next_chat < chats.len() && t.elapsed() >= Duration::from_secs_f64(chats[next_chat].0) {

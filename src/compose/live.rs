@@ -12,7 +12,8 @@
 //! Timestamps are the pipeline's running time (webrtcbin sits in the same pipeline), so media
 //! lands where it was received. A peer's tile is their placeholder (name on a plain tile)
 //! under their camera. The tiles are placed by the same [`Scene`] rules as re-compositing
-//! (a screen share takes the main region in `auto` and `screen`). A camera that stops
+//! (a screen share takes the main region in `auto` and `screen`; in `speaker`, the peer whose
+//! decoded audio is loudest, with the same hold and margin). A camera that stops
 //! sending (muted, or its network stalled) is hidden after [`VIDEO_STALL`] so the
 //! placeholder shows instead of a frozen frame, and comes back with its next frame. A peer
 //! who leaves is hidden and the others close up; their media branches are removed. `stop`
@@ -27,6 +28,7 @@ use gstreamer::prelude::*;
 
 use super::layout::{LayoutMode, Rect, Scene, Span, Tile, TileKind};
 use super::profile::Profile;
+use super::speaker::SpeakerTracker;
 use super::{capsfilter, label, make, output, raw_audio_caps, raw_video_caps, ByteSink, ComposeError, HEIGHT, WIDTH};
 use crate::privacy::Redacted;
 
@@ -69,6 +71,9 @@ pub struct LiveCompositor {
     mode: LayoutMode,
     started: Instant,
     peers: Mutex<Vec<LivePeer>>,
+    /// Audio levels and the focus they elect, for the `speaker` layout (peers by index).
+    speaker: Option<Arc<Mutex<SpeakerTracker>>>,
+    focus: Mutex<Option<usize>>,
 }
 
 fn pipe_err(e: impl std::fmt::Display) -> ComposeError {
@@ -112,6 +117,8 @@ impl LiveCompositor {
             mode,
             started: Instant::now(),
             peers: Mutex::new(Vec::new()),
+            speaker: (mode == LayoutMode::Speaker).then(|| Arc::new(Mutex::new(SpeakerTracker::live()))),
+            focus: Mutex::new(None),
         })
     }
 
@@ -173,7 +180,13 @@ impl LiveCompositor {
     /// branches are removed and the placeholder shows until new media is linked.
     pub fn drop_media(&self, feed: u64) {
         if let Ok(mut peers) = self.peers.lock() {
-            if let Some(p) = peers.iter_mut().find(|p| p.feed == feed) {
+            if let Some(i) = peers.iter().position(|p| p.feed == feed) {
+                if let (Some(tracker), true) = (&self.speaker, peers[i].audio.is_some()) {
+                    if let Ok(mut t) = tracker.lock() {
+                        t.set_audio_peer(i, Span { start_ms: 0, end_ms: self.now_ms() });
+                    }
+                }
+                let p = &mut peers[i];
                 p.video_live = false;
                 for (branch, mixer) in [(p.video.take(), &self.comp), (p.audio.take(), &self.amix)] {
                     if let Some(b) = branch {
@@ -199,7 +212,16 @@ impl LiveCompositor {
                 changed.push((p.feed, live));
             }
         }
-        if !changed.is_empty() {
+        let mut refocus = false;
+        if let Some(tracker) = &self.speaker {
+            // Decided a little behind now, once every branch has reported that far.
+            let speaker = tracker.lock().ok().and_then(|mut t| t.current_at(self.now_ms().saturating_sub(300)));
+            if let Ok(mut focus) = self.focus.lock() {
+                refocus = *focus != speaker;
+                *focus = speaker;
+            }
+        }
+        if !changed.is_empty() || refocus {
             self.relayout(&peers);
         }
         changed
@@ -252,6 +274,22 @@ impl LiveCompositor {
                 };
                 let chain = [make(depay)?, make(dec)?, make("audioconvert")?, make("audioresample")?, capsfilter(raw_audio_caps())?, make("queue")?];
                 let pad = self.add_running(&chain, &self.amix)?;
+                if let Some(tracker) = &self.speaker {
+                    if let Ok(mut t) = tracker.lock() {
+                        t.set_audio_peer(i, Span { start_ms: self.now_ms(), end_ms: u64::MAX });
+                    }
+                    let tracker = tracker.clone();
+                    chain[4].static_pad("src").expect("caps src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                        if let Some(buf) = info.buffer() {
+                            if let (Some(pts), Some(rms)) = (buf.pts(), super::rms_f32(buf)) {
+                                if let Ok(mut t) = tracker.lock() {
+                                    t.update(i, pts.mseconds(), rms);
+                                }
+                            }
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
+                }
                 // Received media is stamped when its first packet arrives; an audio packet
                 // leaves the sender only once its whole frame (20 ms for WebRTC Opus) was
                 // captured, so audio would sit one frame late against video. Take it back.
@@ -360,12 +398,14 @@ impl LiveCompositor {
     fn relayout(&self, peers: &[LivePeer]) {
         let present: Vec<&LivePeer> = peers.iter().filter(|p| p.present).collect();
         let always = Span { start_ms: 0, end_ms: u64::MAX };
+        let index = |feed: u64| peers.iter().position(|p| p.feed == feed).unwrap_or(usize::MAX);
         let scene = Scene {
-            tiles: present.iter().enumerate().map(|(i, p)| Tile { kind: p.kind, peer: i, visible: always }).collect(),
+            tiles: present.iter().map(|p| Tile { kind: p.kind, peer: index(p.feed), visible: always }).collect(),
             area: Rect::new(0, 0, WIDTH, HEIGHT),
             mode: self.mode,
         };
-        let placed = scene.at(0, None);
+        let focus = self.focus.lock().ok().and_then(|f| *f);
+        let placed = scene.at(0, focus);
         for p in peers {
             let slot = present.iter().position(|q| q.feed == p.feed).and_then(|i| placed.iter().find(|(t, _)| *t == i)).map(|(_, r)| *r);
             let video = p.video.as_ref().map(|b| (&b.mixer_pad, p.video_live));

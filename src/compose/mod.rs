@@ -342,18 +342,21 @@ fn gate(pad: &gst::Pad, offset_ms: u64, span: Span, last_ms: Arc<Mutex<u64>>, le
         if !span.contains(t) {
             return gst::PadProbeReturn::Drop;
         }
-        if let Some(level) = &level {
-            if let Ok(map) = buf.map_readable() {
-                let s = map.as_slice();
-                let n = s.len() / 4;
-                if n > 0 {
-                    let sum: f32 = s.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).powi(2)).sum();
-                    level(t, (sum / n as f32).sqrt());
-                }
-            }
+        if let (Some(level), Some(rms)) = (&level, rms_f32(buf)) {
+            level(t, rms);
         }
         gst::PadProbeReturn::Ok
     });
+}
+
+/// RMS of a buffer of F32LE samples (None when empty or unreadable).
+pub(crate) fn rms_f32(buf: &gst::BufferRef) -> Option<f32> {
+    let map = buf.map_readable().ok()?;
+    let n = map.len() / 4;
+    (n > 0).then(|| {
+        let sum: f32 = map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).powi(2)).sum();
+        (sum / n as f32).sqrt()
+    })
 }
 
 impl Compositor {

@@ -18,9 +18,13 @@ const MARGIN: f32 = 1.5;
 const HOLD_MS: u64 = 1_000;
 /// A lagging branch is waited for at most this far behind the frame being composed.
 const MAX_LAG_MS: u64 = 3_000;
+/// The same for live sessions, where every branch runs in real time.
+const LIVE_MAX_LAG_MS: u64 = 400;
 
 #[derive(Debug, Default)]
 pub struct SpeakerTracker {
+    /// How far behind a lagging branch is waited for.
+    max_lag_ms: u64,
     /// Peers with audio and when they are present.
     audio_peers: HashMap<usize, Span>,
     /// Per peer: window index -> (sum of RMS, count); and the latest window reported.
@@ -32,7 +36,18 @@ pub struct SpeakerTracker {
 
 impl SpeakerTracker {
     pub fn new(audio_peers: impl IntoIterator<Item = (usize, Span)>) -> Self {
-        Self { audio_peers: audio_peers.into_iter().collect(), ..Self::default() }
+        Self { audio_peers: audio_peers.into_iter().collect(), max_lag_ms: MAX_LAG_MS, ..Self::default() }
+    }
+
+    /// For a live session: peers are announced as their audio comes and goes, and a branch
+    /// that stopped sending (a muted microphone) is waited for only briefly.
+    pub fn live() -> Self {
+        Self { max_lag_ms: LIVE_MAX_LAG_MS, ..Self::default() }
+    }
+
+    /// Says when `peer` has audio (a live peer's span ends when their audio goes).
+    pub fn set_audio_peer(&mut self, peer: usize, span: Span) {
+        self.audio_peers.insert(peer, span);
     }
 
     pub fn update(&mut self, peer: usize, t_ms: u64, rms: f32) {
@@ -53,7 +68,7 @@ impl SpeakerTracker {
             let lagging = self.audio_peers.iter().any(|(p, span)| {
                 span.contains(start) && self.levels.get(p).is_none_or(|(_, latest)| *latest <= w)
             });
-            if lagging && t_ms.saturating_sub(start) < MAX_LAG_MS {
+            if lagging && t_ms.saturating_sub(start) < self.max_lag_ms {
                 break;
             }
             self.decide(w);
@@ -142,6 +157,18 @@ mod tests {
         assert_eq!(s2.current_at(1_500), None);
         feed(&mut s2, 1, 0, 2_000, 0.3);
         assert_eq!(s2.current_at(1_500), Some(1));
+    }
+
+    #[test]
+    fn live_peers_come_and_go_and_a_silent_branch_is_not_waited_for_long() {
+        let mut s = SpeakerTracker::live();
+        s.set_audio_peer(0, ALWAYS);
+        feed(&mut s, 0, 0, 2_000, 0.2);
+        assert_eq!(s.current_at(1_500), Some(0));
+        s.set_audio_peer(1, Span { start_ms: 2_000, end_ms: u64::MAX });
+        // Peer 0's microphone stops (no more buffers); peer 1 talks.
+        feed(&mut s, 1, 2_000, 5_000, 0.3);
+        assert_eq!(s.current_at(4_500), Some(1), "not held up by the silent branch");
     }
 
     #[test]
