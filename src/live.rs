@@ -142,8 +142,16 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         let event = source.next_event(Duration::from_millis(100)).map_err(|e| RecordingError::Live(e.to_string()))?;
         match event {
             Some(SourceEvent::PeerJoined { peer, name, screen }) => {
-                comp.add_peer(peer, &name, if screen { TileKind::Screen } else { TileKind::Camera })?;
-                peers.push(PeerLog { feed: peer, name, joined_ms: comp.now_ms(), left_ms: None });
+                let now = comp.now_ms();
+                if let Some(old) = comp.take_over(peer, &name) {
+                    tracing::info!(feed = peer, previous = old, "publisher reconnected");
+                    if let Some(p) = peers.iter_mut().rev().find(|p| p.feed == old && p.left_ms.is_none()) {
+                        p.left_ms = Some(now);
+                    }
+                } else {
+                    comp.add_peer(peer, &name, if screen { TileKind::Screen } else { TileKind::Camera })?;
+                }
+                peers.push(PeerLog { feed: peer, name, joined_ms: now, left_ms: None });
             }
             Some(SourceEvent::PeerLeft { peer }) => {
                 comp.remove_peer(peer);

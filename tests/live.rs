@@ -425,3 +425,34 @@ fn the_speaker_layout_follows_who_talks() {
         .unwrap_or_else(|| panic!("then Bob large with Ana in the strip: {shares:?}"));
     assert!(bob_later.0 - ana_first >= 2.0, "the focus moved when Bob started talking: {shares:?}");
 }
+
+#[test]
+fn a_publisher_who_reconnects_keeps_one_tile() {
+    let j = janus::Janus::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut job = job(&j, &work.path().join("out"), 3);
+    job["layout"] = "grid".into();
+    let worker = start_worker(&j, work.path(), &job);
+    std::thread::sleep(Duration::from_secs(1));
+    // Ana's first connection dies without leaving (killed); she comes back a second later on a
+    // new connection (a new feed for Janus, which still lists the old one for a while).
+    let mut first = publisher(&j, "Ana", "red", "440", "30", &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut again = publisher(&j, "Ana", "red", "440", "6", &[]);
+    assert!(again.wait().unwrap().success(), "the reconnected publisher failed");
+    let result = finish_worker(worker);
+    let mp4 = object_path(&result, "composite");
+    let dur = result["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    let red: Vec<(f64, f64)> = (1..).map(|i| i as f64 * 0.5).take_while(|&t| t < dur - 0.3).map(|t| (t, colour_share(&frame(&mp4, t), RED, 60))).collect();
+    // Before and after the reconnection Ana fills the frame alone: her tile was taken over,
+    // not joined by a second one (which would halve it).
+    let full: Vec<f64> = red.iter().filter(|(_, r)| *r > 0.8).map(|(t, _)| *t).collect();
+    assert!(full.first().is_some_and(|&t| t < 4.0), "Ana alone before: {red:?}");
+    let gap_end = full.windows(2).find(|w| w[1] - w[0] > 1.0).map(|w| w[1]);
+    let after = gap_end.unwrap_or_else(|| panic!("a gap while she was away: {red:?}"));
+    assert!(full.iter().filter(|&&t| t >= after).count() >= 6, "Ana alone and large for 3 s after reconnecting: {red:?}");
+    assert!(red.iter().all(|(_, r)| *r < 0.05 || *r > 0.8), "never two half-size tiles: {red:?}");
+}

@@ -56,6 +56,8 @@ struct LivePeer {
     audio: Option<Branch>,
     /// Milliseconds since the compositor started at which the last video frame arrived.
     last_frame_ms: Arc<AtomicU64>,
+    /// The same for the last audio buffer.
+    last_audio_ms: Arc<AtomicU64>,
     /// Whether the camera is shown (frames are arriving) rather than the placeholder.
     video_live: bool,
 }
@@ -158,11 +160,36 @@ impl LiveCompositor {
                 video: None,
                 audio: None,
                 last_frame_ms: Arc::new(AtomicU64::new(0)),
+                last_audio_ms: Arc::new(AtomicU64::new(0)),
                 video_live: false,
             });
         }
         self.relayout(&peers);
         Ok(())
+    }
+
+    /// A new feed under the name of a present peer whose media all stopped at least
+    /// [`VIDEO_STALL`] ago is that peer reconnecting (a new connection is a new feed): their
+    /// tile passes to the new feed, in place, instead of a second tile appearing. Returns the
+    /// old feed if so.
+    pub fn take_over(&self, feed: u64, name: &Redacted<String>) -> Option<u64> {
+        let now = self.started.elapsed().as_millis() as u64;
+        let stall = VIDEO_STALL.as_millis() as u64;
+        let mut peers = self.peers.lock().ok()?;
+        let stalled = |p: &LivePeer| {
+            let last = p.last_frame_ms.load(Ordering::Relaxed).max(p.last_audio_ms.load(Ordering::Relaxed));
+            p.present && p.feed != feed && p.name.expose() == name.expose() && now.saturating_sub(last) >= stall
+        };
+        let i = peers.iter().position(stalled)?;
+        let old = std::mem::replace(&mut peers[i].feed, feed);
+        for (branch, mixer) in [(peers[i].video.take(), &self.comp), (peers[i].audio.take(), &self.amix)] {
+            if let Some(b) = branch {
+                self.remove_branch(b, mixer);
+            }
+        }
+        peers[i].video_live = false;
+        self.relayout(&peers);
+        Some(old)
     }
 
     /// A peer left: their tiles disappear, the others close up, and their media branches
@@ -274,6 +301,11 @@ impl LiveCompositor {
                 };
                 let chain = [make(depay)?, make(dec)?, make("audioconvert")?, make("audioresample")?, capsfilter(raw_audio_caps())?, make("queue")?];
                 let pad = self.add_running(&chain, &self.amix)?;
+                let (last, started) = (peers[i].last_audio_ms.clone(), self.started);
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    last.store((started.elapsed().as_millis() as u64).max(1), Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
                 if let Some(tracker) = &self.speaker {
                     if let Ok(mut t) = tracker.lock() {
                         t.set_audio_peer(i, Span { start_ms: self.now_ms(), end_ms: u64::MAX });
