@@ -1,9 +1,12 @@
-//! Live recording end to end: Janus (Debian), two synthetic publishers and `veil record` all
-//! inside a network namespace the test creates; the recording lands in a local folder.
+//! Live recording end to end: Janus (Debian), synthetic publishers (and one headless Chromium)
+//! and `veil record` all inside a network namespace the test creates; the recording lands in
+//! Garage (write-only key, on the host side of the namespace's veth) or a local folder.
 
 mod common;
 #[path = "common/janus.rs"]
 mod janus;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,59 +34,81 @@ fn publisher_with(j: &janus::Janus, args: &[&str]) -> Child {
 }
 
 #[test]
-fn a_live_room_is_recorded_with_late_joiner_leaver_and_chat() {
+fn a_live_room_is_recorded_into_garage_with_late_joiner_leaver_mute_and_chat() {
+    const BLUE: u32 = 0x0000ff;
     let j = janus::Janus::start();
+    // Garage with a write-only key for the worker, on the host side of the namespace's veth.
+    let host_ip = j.ip.rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap();
+    let g = servers::Garage::start_on(&host_ip);
     let work = tempfile::tempdir().unwrap();
-    let mut job = job(&j, &work.path().join("out"), 3);
+    let mut job = job(&j, &work.path().join("unused"), 3);
     job["layout"] = "grid".into();
+    job["destination"] = serde_json::json!({
+        "url": format!("s3://{}/clinic-7/", g.bucket),
+        "s3": {"region": g.writer.region, "endpoint": g.writer.endpoint, "access_key_id": g.writer.key_id,
+               "secret_access_key": g.writer.secret, "force_path_style": true}
+    });
     let spill = work.path().join("spill");
     let worker = start_worker(&j, work.path(), &job);
     std::thread::sleep(Duration::from_secs(1));
-    // Ana (red, 440 Hz) for 11 s with a chat message; Bob (green, 880 Hz) joins 3 s later for
-    // 5 s. A subscription takes about a second (ICE, DTLS, first key frame) on a busy 2-core
-    // machine before its media reaches the mix; the bounds below allow for that.
-    let mut ana = publisher(&j, "Ana", "red", "440", "11", &["2:hello from ana"]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Ana (red, 440 Hz) for 13 s with a chat message; Chloe (blue, 660 Hz) for 13 s, her camera
+    // off from 6 s to 9 s; Bob (green, 880 Hz) joins 5 s after them and leaves after 5 s. A
+    // subscription takes about a second (ICE, DTLS, first key frame) on a busy 2-core machine
+    // before its media reaches the mix; the bounds below allow for that.
+    let mut ana = publisher(&j, "Ana", "red", "440", "13", &["2:hello from ana"]);
+    let mut chloe = publisher_with(&j, &["--display", "Chloe", "--pattern", "blue", "--freq", "660", "--duration", "13", "--mute-video", "6:9"]);
+    std::thread::sleep(Duration::from_secs(5));
     let mut bob = publisher(&j, "Bob", "green", "880", "5", &[]);
-    assert!(bob.wait().unwrap().success(), "bob failed");
-    assert!(ana.wait().unwrap().success(), "ana failed");
+    for (who, p) in [("bob", &mut bob), ("ana", &mut ana), ("chloe", &mut chloe)] {
+        assert!(p.wait().unwrap().success(), "{who} failed");
+    }
 
     let result = finish_worker(worker);
     assert_eq!(result["warnings"][0], "recording ended: no publisher left", "{result}");
-    let mp4 = object_path(&result, "composite");
     let dur = result["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
-    assert!((10.0..30.0).contains(&dur), "duration {dur}");
+    assert!((12.0..30.0).contains(&dur), "duration {dur}");
     assert!(std::fs::read_dir(&spill).unwrap().next().is_none(), "spill wiped");
+    // What landed in the bucket is what the result says (fetched with a read key).
+    let object = |kind: &str| result["objects"].as_array().unwrap().iter().find(|o| o["kind"] == kind).unwrap().clone();
+    let (video, chat) = (object("composite"), object("chat"));
+    assert!(video["key"].as_str().unwrap().starts_with("clinic-7/composite/"), "{video}");
+    let bytes = g.reader.get(&g.bucket, video["key"].as_str().unwrap());
+    assert_eq!(servers::sha256_hex(&bytes), video["sha256"].as_str().unwrap());
+    let mp4 = work.path().join("landed.mp4");
+    std::fs::write(&mp4, &bytes).unwrap();
 
     // Who is visible when: sample every 0.25 s.
-    let mut red = Vec::new();
-    let mut green = Vec::new();
+    let (mut red, mut green, mut blue) = (Vec::new(), Vec::new(), Vec::new());
     let mut t = 0.25;
     while t < dur - 0.3 {
         let f = frame(&mp4, t);
-        if colour_share(&f, RED, 60) > 0.05 {
-            red.push(t);
-        }
-        if colour_share(&f, GREEN, 60) > 0.05 {
-            green.push(t);
+        for (c, v) in [(RED, &mut red), (GREEN, &mut green), (BLUE, &mut blue)] {
+            if colour_share(&f, c, 60) > 0.05 {
+                v.push(t);
+            }
         }
         t += 0.25;
     }
     let span = |v: &[f64]| (v.first().copied().unwrap_or(0.0), v.last().copied().unwrap_or(0.0));
     let (r0, r1) = span(&red);
     let (g0, g1) = span(&green);
-    assert!(r1 - r0 >= 9.0 && r1 - r0 <= 13.0, "Ana visible {r0:.2}..{r1:.2}");
+    let (b0, b1) = span(&blue);
+    assert!(r1 - r0 >= 11.0 && r1 - r0 <= 15.0, "Ana visible {r0:.2}..{r1:.2}");
     assert!(g1 - g0 >= 3.5 && g1 - g0 <= 6.5, "Bob visible {g0:.2}..{g1:.2}");
-    assert!(g0 > r0 + 1.0 && g1 < r1, "Bob joined after Ana and left before her: ana {r0}..{r1}, bob {g0}..{g1}");
+    assert!(g0 > r0 + 3.0 && g1 < r1, "Bob joined after Ana and left before her: ana {r0}..{r1}, bob {g0}..{g1}");
     assert!(dur - r1 > 1.5, "after everyone left the tiles are gone ({r1:.2} of {dur:.2})");
+    // Chloe's camera was off for 3 s: a gap in her colour (her name tile instead), then back.
+    let gap = blue.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+    assert!((1.5..=4.0).contains(&gap) && b1 - b0 >= 10.0, "Chloe's camera off once for ~3 s: {b0}..{b1}, longest gap {gap}");
     // Who is audible when.
     let audio = audio_mono_8k(&mp4);
     let mid_bob = (g0 + g1) / 2.0;
     assert!(tone_amplitude(&audio, 8000.0, 880.0, mid_bob - 0.5, mid_bob + 0.5) > 0.02, "Bob audible while visible");
     assert!(tone_amplitude(&audio, 8000.0, 880.0, g1 + 1.0, r1) < 0.01, "Bob silent after leaving");
     assert!(tone_amplitude(&audio, 8000.0, 440.0, r0 + 1.0, r1 - 0.5) > 0.02, "Ana audible");
+    assert!(tone_amplitude(&audio, 8000.0, 660.0, b0 + 1.0, b1 - 0.5) > 0.02, "Chloe audible, her camera off or not");
     // The chat CSV names the sender and carries the text.
-    let csv = std::fs::read_to_string(object_path(&result, "chat")).unwrap();
+    let csv = String::from_utf8(g.reader.get(&g.bucket, chat["key"].as_str().unwrap())).unwrap();
     let line = csv.lines().find(|l| l.contains("hello from ana")).unwrap_or_else(|| panic!("chat missing: {csv}"));
     assert!(line.contains(",Ana,"), "{line}");
     // The publishers saw each other, never the worker.

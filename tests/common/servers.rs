@@ -111,17 +111,26 @@ pub struct Garage {
     /// A valid key with no permission on the bucket.
     pub nobody: S3Access,
     pid: String,
+    bind: String,
 }
 
 impl Garage {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_ports(2);
-        Self::run(dir, port)
+        Self::start_on("127.0.0.1")
     }
 
-    fn run(dir: tempfile::TempDir, port: u16) -> Self {
-        let o = Command::new("bash").arg(repo().join("tests/support/garage.sh")).arg(dir.path()).arg(port.to_string()).output().unwrap();
+    /// Garage whose S3 API listens on `ip` (a local address: loopback, or the host side of a
+    /// test namespace's veth pair).
+    pub fn start_on(ip: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(2);
+        let o = Command::new("bash")
+            .arg(repo().join("tests/support/garage.sh"))
+            .arg(dir.path())
+            .arg(port.to_string())
+            .env("GARAGE_BIND", ip)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "garage.sh failed: {}", String::from_utf8_lossy(&o.stderr));
         let env = parse_env(&String::from_utf8_lossy(&o.stdout));
         let access = |id: &str, secret: &str| S3Access {
@@ -137,6 +146,7 @@ impl Garage {
             reader: access("READER_KEY_ID", "READER_SECRET"),
             nobody: access("NONE_KEY_ID", "NONE_SECRET"),
             pid: env["GARAGE_PID"].clone(),
+            bind: ip.to_owned(),
             dir,
         }
     }
@@ -147,7 +157,13 @@ impl Garage {
     }
 
     pub fn restart(&mut self) {
-        let o = Command::new("bash").arg(repo().join("tests/support/garage.sh")).arg(self.dir.path()).arg(self.port.to_string()).output().unwrap();
+        let o = Command::new("bash")
+            .arg(repo().join("tests/support/garage.sh"))
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .env("GARAGE_BIND", &self.bind)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "garage.sh restart failed: {}", String::from_utf8_lossy(&o.stderr));
         self.pid = parse_env(&String::from_utf8_lossy(&o.stdout))["GARAGE_PID"].clone();
     }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Starts a single-node Garage on loopback for the upload tests and prints its settings as
 # KEY=VALUE lines. Usage: garage.sh DIR S3_PORT [BUCKET]
+# GARAGE_BIND (default 127.0.0.1) is the S3 API's address: the live tests give it the host
+# side of their namespace's veth pair, so the worker inside the namespace reaches it.
 # Three keys are made: a writer allowed only `bucket allow --write` (what veil gets), a
 # read-write key for the test to fetch what landed, and a key with no permission at all.
 # Garage refuses the writer Get/Head/List with 403.
 # The server runs in the background with its pid in DIR/garage.pid; the caller kills it.
 set -euo pipefail
-dir="$1"; port="$2"; bucket="${3:-rec}"
+dir="$1"; port="$2"; bucket="${3:-rec}"; bind="${GARAGE_BIND:-127.0.0.1}"
 bin="$(bash "$(dirname "$0")/../../scripts/install-garage.sh")"
 mkdir -p "$dir/meta" "$dir/data"
 rpc=$((port + 1)); admin=$((port + 2))
@@ -20,7 +22,7 @@ rpc_public_addr = "127.0.0.1:$rpc"
 rpc_secret = "$(openssl rand -hex 32)"
 [s3_api]
 s3_region = "garage"
-api_bind_addr = "127.0.0.1:$port"
+api_bind_addr = "$bind:$port"
 root_domain = ".s3.garage.localhost"
 [admin]
 api_bind_addr = "127.0.0.1:$admin"
@@ -50,7 +52,7 @@ if [ ! -e "$dir/configured" ]; then
   g bucket allow --write "$bucket" --key veil-writer >/dev/null
   g bucket allow --read --write "$bucket" --key test-reader >/dev/null
   cat > "$dir/configured" <<ENV
-GARAGE_ENDPOINT=http://127.0.0.1:$port
+GARAGE_ENDPOINT=http://$bind:$port
 GARAGE_REGION=garage
 GARAGE_BUCKET=$bucket
 WRITER_KEY_ID=$writer_id
