@@ -108,6 +108,8 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
         Ok(())
     };
     let comp = LiveCompositor::start(&profile, opts.layout, Box::new(sink))?;
+    // The recording's time zero is the pipeline's: chat times and `started_at` count from it.
+    session.started_at = Utc::now() - chrono::Duration::milliseconds(comp.now_ms() as i64);
     let mut source = JanusSource::join(&live.url, live.room, live.pin.clone(), comp.pipeline(), live.stop.clone(), Instant::now() + live.max_duration)
         .map_err(|e| RecordingError::Live(e.to_string()))?;
     let mut peers: Vec<PeerLog> = Vec::new();

@@ -58,7 +58,8 @@ fn a_live_room_is_recorded_into_garage_with_late_joiner_leaver_mute_and_chat() {
     let mut ana = publisher(&j, "Ana", "red", "440", "13", &["2:hello from ana"]);
     let mut chloe = publisher_with(&j, &["--display", "Chloe", "--pattern", "blue", "--freq", "660", "--duration", "13", "--mute-video", "6:9"]);
     std::thread::sleep(Duration::from_secs(5));
-    let mut bob = publisher(&j, "Bob", "green", "880", "5", &[]);
+    let bob_log = work.path().join("bob.log");
+    let mut bob = publisher_with(&j, &["--display", "Bob", "--pattern", "green", "--freq", "880", "--duration", "5", "--events-log", bob_log.to_str().unwrap()]);
     for (who, p) in [("bob", &mut bob), ("ana", &mut ana), ("chloe", &mut chloe)] {
         assert!(p.wait().unwrap().success(), "{who} failed");
     }
@@ -97,6 +98,29 @@ fn a_live_room_is_recorded_into_garage_with_late_joiner_leaver_mute_and_chat() {
     assert!(g1 - g0 >= 3.5 && g1 - g0 <= 6.5, "Bob visible {g0:.2}..{g1:.2}");
     assert!(g0 > r0 + 3.0 && g1 < r1, "Bob joined after Ana and left before her: ana {r0}..{r1}, bob {g0}..{g1}");
     assert!(dur - r1 > 1.5, "after everyone left the tiles are gone ({r1:.2} of {dur:.2})");
+    // Bob's tile (his name tile, then his camera over it) is there from when the room accepted
+    // his stream until he left, within half a second, on the recording's own clock.
+    let zero = chrono::DateTime::parse_from_rfc3339(result["started_at"].as_str().unwrap()).unwrap().timestamp_millis();
+    let events = std::fs::read_to_string(&bob_log).unwrap();
+    let at = |what: &str| -> f64 {
+        let ms: i64 = events.lines().find_map(|l| l.strip_prefix(what)).unwrap_or_else(|| panic!("{what} in {events}")).trim().parse().unwrap();
+        (ms - zero) as f64 / 1000.0
+    };
+    let (published, left) = (at("published "), at("left "));
+    const BOB_PLACEHOLDER: u32 = 0x3a5850; // the third peer's name tile
+    let bob_tile = |t: f64| {
+        let f = frame(&mp4, t);
+        colour_share(&f, GREEN, 60) > 0.05 || colour_share(&f, BOB_PLACEHOLDER, 10) > 0.03
+    };
+    let edge = |expected: f64, appearing: bool| -> f64 {
+        let times: Vec<f64> = (0..=30).map(|i| expected - 1.5 + i as f64 * 0.1).filter(|&t| t > 0.0 && t < dur).collect();
+        let first = times.iter().copied().find(|&t| bob_tile(t) == appearing).unwrap_or(f64::NAN);
+        if appearing { first } else { first - 0.05 }
+    };
+    let (appeared, vanished) = (edge(published, true), edge(left, false));
+    assert!((appeared - published).abs() <= 0.5, "Bob's tile appeared at {appeared:.2} s, his stream was accepted at {published:.2} s");
+    assert!((vanished - left).abs() <= 0.5, "Bob's tile went at {vanished:.2} s, he left at {left:.2} s");
+    eprintln!("Bob: accepted {published:.2} s, tile {appeared:.2}..{vanished:.2} s, left {left:.2} s; camera {g0:.2}..{g1:.2} s");
     // Chloe's camera was off for 3 s: a gap in her colour (her name tile instead), then back.
     let gap = blue.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
     assert!((1.5..=4.0).contains(&gap) && b1 - b0 >= 10.0, "Chloe's camera off once for ~3 s: {b0}..{b1}, longest gap {gap}");

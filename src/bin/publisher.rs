@@ -47,6 +47,10 @@ struct Args {
     /// line (tests check that the hidden worker is never announced).
     #[arg(long)]
     seen_log: Option<std::path::PathBuf>,
+    /// Append `published UNIX_MS` when the room accepted the stream and `left UNIX_MS` when
+    /// leaving to this file (tests compare them with the recording's timeline).
+    #[arg(long)]
+    events_log: Option<std::path::PathBuf>,
     /// Stop sending video from FROM to TO seconds after the connection is up (as a muted
     /// camera does); repeatable.
     #[arg(long = "mute-video", value_name = "FROM:TO")]
@@ -210,6 +214,7 @@ fn main() -> anyhow::Result<()> {
                         }
                     }
                     let (_, jsep) = client.request(handle, "publish", body, Some(json!({"type": "offer", "sdp": sdp})), Duration::from_secs(10))?;
+                    log_event(&a.events_log, "published");
                     let answer = jsep.and_then(|j| j["sdp"].as_str().map(str::to_owned)).ok_or_else(|| anyhow!("publish: no answer SDP"))?;
                     let msg = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes()).map_err(|_| anyhow!("publish: bad answer SDP"))?;
                     let desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
@@ -233,9 +238,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    log_event(&a.events_log, "left");
     let _ = client.request(handle, "leave", json!({"request": "leave"}), None, Duration::from_secs(5));
     pipeline.set_state(gst::State::Null)?;
     Ok(())
+}
+
+fn log_event(path: &Option<std::path::PathBuf>, what: &str) {
+    use std::io::Write;
+    let Some(path) = path else { return };
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{what} {ms}");
+    }
 }
 
 /// The `a=mid` of the offer's video section.
