@@ -208,13 +208,15 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         cancel: signals.clone(),
     };
     let result = match &job.session {
-        SessionSpec::Files(f) => recording::reprocess(&f.dir, &opts, |_, _| {}),
-        SessionSpec::Janus(j) => {
+        SessionSpec::Files(f) if !f.live => recording::reprocess(&f.dir, &opts, |_, _| {}),
+        session => {
+            let source = match session {
+                SessionSpec::Files(f) => veil::live::LiveSourceSpec::Replay { dir: f.dir.clone() },
+                SessionSpec::Janus(j) => veil::live::LiveSourceSpec::Janus { url: j.url.clone(), room: j.room, pin: j.pin.clone() },
+            };
             // For a live session a signal means "stop and deliver", not "cancel".
             let live = veil::live::LiveOptions {
-                url: j.url.clone(),
-                room: j.room,
-                pin: j.pin.clone(),
+                source,
                 max_duration: std::time::Duration::from_secs(job.limits.max_duration_s),
                 empty_timeout: std::time::Duration::from_secs(job.limits.empty_timeout_s),
                 stop: signals,

@@ -57,6 +57,9 @@ pub struct FilesSession {
     #[serde(rename = "type")]
     _type: String,
     pub dir: PathBuf,
+    /// Play the folder in real time through the live path instead of re-compositing it.
+    #[serde(default)]
+    pub live: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,7 @@ use crate::notify::Notifier;
 use crate::privacy::Redacted;
 use crate::recording::{classify, OutputObject, RecordingError, RecordingResult, ReprocessOptions};
 use crate::session::janus::JanusSource;
+use crate::session::replay::FilesReplay;
 use crate::session::source::{LiveSource, SourceEvent};
 use crate::session::{ChatMessage, Peer, Session};
 use crate::spill::SpillKey;
@@ -28,13 +29,20 @@ use crate::webhook::random_id;
 
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
-    pub url: String,
-    pub room: u64,
-    pub pin: Option<Redacted<String>>,
+    pub source: LiveSourceSpec,
     pub max_duration: Duration,
     pub empty_timeout: Duration,
     /// Set to stop the recording and deliver it (SIGINT/SIGTERM for `veil record`).
     pub stop: Arc<AtomicBool>,
+}
+
+/// What is recorded live.
+#[derive(Debug, Clone)]
+pub enum LiveSourceSpec {
+    /// A Janus VideoRoom (HTTP API URL, room, optional pin).
+    Janus { url: String, room: u64, pin: Option<Redacted<String>> },
+    /// A session folder played in real time (`session::replay`).
+    Replay { dir: std::path::PathBuf },
 }
 
 /// Why the recording ended (in the result's warnings).
@@ -54,17 +62,34 @@ pub fn record(live: &LiveOptions, opts: &ReprocessOptions) -> Result<RecordingRe
     let recording_id = random_id("rec");
     let notifier = Notifier::start(opts.webhooks.clone(), &recording_id);
     let started_at = Utc::now();
-    let mut session = Session {
-        session_id: format!("janus-{}-{}", live.room, started_at.timestamp()),
-        room_id: live.room.to_string(),
-        room_name: Redacted::new(live.room.to_string()),
-        started_at,
-        duration_ms: 0,
-        peers: Vec::new(),
-        chat: None,
+    let (mut session, replayed) = match &live.source {
+        LiveSourceSpec::Janus { room, .. } => {
+            let s = Session {
+                session_id: format!("janus-{room}-{}", started_at.timestamp()),
+                room_id: room.to_string(),
+                room_name: Redacted::new(room.to_string()),
+                started_at,
+                duration_ms: 0,
+                peers: Vec::new(),
+                chat: None,
+            };
+            (s, None)
+        }
+        LiveSourceSpec::Replay { dir } => match crate::session::files::load(dir) {
+            Ok(folder) => {
+                let s = Session { started_at, duration_ms: 0, peers: Vec::new(), chat: None, ..folder.clone() };
+                (s, Some(folder))
+            }
+            Err(e) => {
+                let e = RecordingError::from(e);
+                notifier.failed(None, &classify(&e));
+                notifier.finish();
+                return Err(e);
+            }
+        },
     };
     notifier.started(&session);
-    let outcome = run(live, opts, &recording_id, &mut session);
+    let outcome = run(live, replayed, opts, &recording_id, &mut session);
     match &outcome {
         Ok(result) => notifier.success(&session, result, &opts.destination),
         Err(e) => notifier.failed(Some(&session), &classify(e)),
@@ -76,7 +101,7 @@ pub fn record(live: &LiveOptions, opts: &ReprocessOptions) -> Result<RecordingRe
     })
 }
 
-fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session: &mut Session) -> Result<RecordingResult, RecordingError> {
+fn run(live: &LiveOptions, replayed: Option<Session>, opts: &ReprocessOptions, recording_id: &str, session: &mut Session) -> Result<RecordingResult, RecordingError> {
     compose::init()?;
     let profile = Profile::load(&opts.profile)?;
     crate::recording::prepare_spill_dir(&opts.spill_dir)?;
@@ -110,8 +135,14 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
     let comp = LiveCompositor::start(&profile, opts.layout, Box::new(sink))?;
     // The recording's time zero is the pipeline's: chat times and `started_at` count from it.
     session.started_at = Utc::now() - chrono::Duration::milliseconds(comp.now_ms() as i64);
-    let mut source = JanusSource::join(&live.url, live.room, live.pin.clone(), comp.pipeline(), live.stop.clone(), Instant::now() + live.max_duration)
-        .map_err(|e| RecordingError::Live(e.to_string()))?;
+    let mut source: Box<dyn LiveSource> = match (&live.source, replayed) {
+        (LiveSourceSpec::Replay { .. }, Some(folder)) => Box::new(FilesReplay::new(folder, comp.pipeline())),
+        (LiveSourceSpec::Janus { url, room, pin }, _) => Box::new(
+            JanusSource::join(url, *room, pin.clone(), comp.pipeline(), live.stop.clone(), Instant::now() + live.max_duration)
+                .map_err(|e| RecordingError::Live(e.to_string()))?,
+        ),
+        (LiveSourceSpec::Replay { .. }, None) => return Err(RecordingError::Live("the replayed session was not loaded".into())),
+    };
     let mut peers: Vec<PeerLog> = Vec::new();
     let mut chat: Vec<ChatMessage> = Vec::new();
     let mut ignored = 0usize;
@@ -188,7 +219,7 @@ fn run(live: &LiveOptions, opts: &ReprocessOptions, recording_id: &str, session:
                 }
             }
             Some(SourceEvent::Reconnected) => reconnects += 1,
-            Some(SourceEvent::Closed) => break ended("the room was destroyed"),
+            Some(SourceEvent::Closed { reason }) => break ended(&reason),
             None => {}
         }
     };

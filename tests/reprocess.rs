@@ -103,9 +103,8 @@ fn reprocess_demo_session_end_to_end() {
     for (path, bytes) in &snapshots {
         // (a segment caught while being shredded is zeros)
         assert!(bytes.starts_with(b"VEILSPIL") || bytes.starts_with(&[0u8; 8]), "{} is a spill", path.display());
-        for needle in [&b"ftyp"[..], b"moov", b"moof", b"mdat", b"SenderPeerID"] {
-            assert!(!contains(bytes, needle), "{} holds plaintext `{}`", path.display(), String::from_utf8_lossy(needle));
-        }
+        assert_eq!(mp4_structure(bytes), None, "{} holds plaintext MP4", path.display());
+        assert!(!contains(bytes, b"SenderPeerID"), "{} holds the plaintext chat CSV", path.display());
         for t in CHAT_TEXTS {
             assert!(!contains(bytes, t.as_bytes()), "{} holds chat text", path.display());
         }
@@ -128,7 +127,7 @@ fn reprocess_demo_session_end_to_end() {
             for t in CHAT_TEXTS {
                 assert!(!contains(&bytes, t.as_bytes()), "{p} holds chat text");
             }
-            assert!(!contains(&bytes, b"moof") && !contains(&bytes, b"mdat"), "{p} holds MP4 data");
+            assert_eq!(mp4_structure(&bytes), None, "{p} holds MP4 data");
         }
     }
 
@@ -157,6 +156,8 @@ fn reprocess_demo_session_end_to_end() {
     assert_eq!(&head[4..8], b"ftyp");
     assert!(contains(&head[..4096.min(head.len())], b"mvex"), "fragmented MP4 (mvex in moov)");
     assert!(contains(&head, b"moof"));
+    assert_eq!(mp4_structure(&head), Some("ftyp"), "the plaintext detector used on the spill knows a real MP4");
+    assert_eq!(mp4_structure(&head[head.len() / 2..]), Some("moof"), "and its fragments");
     let v = probe_stream(&mp4, "v");
     assert_eq!(v["codec_name"], "h264");
     assert_eq!((v["width"].as_str(), v["height"].as_str(), v["r_frame_rate"].as_str()), ("1280", "720", "30/1"));

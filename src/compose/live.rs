@@ -257,7 +257,10 @@ impl LiveCompositor {
     /// Links a subscription's RTP pad (`kind` audio or video) into the mix.
     pub fn add_media(&self, feed: u64, kind: &str, rtp: &gst::Pad) -> Result<(), ComposeError> {
         let caps = rtp.current_caps().or_else(|| Some(rtp.query_caps(None)));
-        let encoding = caps.as_ref().and_then(|c| c.structure(0).and_then(|s| s.get::<String>("encoding-name").ok())).unwrap_or_default();
+        let structure = caps.as_ref().and_then(|c| c.structure(0).map(|s| s.to_owned()));
+        // RTP from a gateway (depayloaded and decoded here), or media already decoded (raw).
+        let raw = structure.as_ref().is_some_and(|s| s.name().ends_with("/x-raw"));
+        let encoding = if raw { "RAW".to_owned() } else { structure.and_then(|s| s.get::<String>("encoding-name").ok()).unwrap_or_default() };
         let mut peers = self.peers.lock().map_err(pipe_err)?;
         let Some(i) = peers.iter().position(|p| p.feed == feed) else {
             return Err(ComposeError::Pipeline(format!("media for unknown feed {feed}")));
@@ -265,6 +268,7 @@ impl LiveCompositor {
         match kind {
             "video" => {
                 let (depay, dec) = match encoding.as_str() {
+                    "RAW" => ("queue", "identity"),
                     "VP8" => ("rtpvp8depay", "vp8dec"),
                     "VP9" => ("rtpvp9depay", "vp9dec"),
                     "H264" => ("rtph264depay", "avdec_h264"),
@@ -296,6 +300,7 @@ impl LiveCompositor {
             }
             "audio" => {
                 let (depay, dec) = match encoding.as_str() {
+                    "RAW" => ("queue", "identity"),
                     "OPUS" => ("rtpopusdepay", "opusdec"),
                     other => return Err(ComposeError::Pipeline(format!("feed {feed}: audio codec {other} is not supported"))),
                 };
@@ -311,11 +316,11 @@ impl LiveCompositor {
                         t.set_audio_peer(i, Span { start_ms: self.now_ms(), end_ms: u64::MAX });
                     }
                     let tracker = tracker.clone();
-                    chain[4].static_pad("src").expect("caps src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    chain[4].static_pad("src").expect("caps src").add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
                         if let Some(buf) = info.buffer() {
-                            if let (Some(pts), Some(rms)) = (buf.pts(), super::rms_f32(buf)) {
+                            if let (Some(t_ms), Some(rms)) = (running_ms(pad, buf), super::rms_f32(buf)) {
                                 if let Ok(mut t) = tracker.lock() {
-                                    t.update(i, pts.mseconds(), rms);
+                                    t.update(i, t_ms, rms);
                                 }
                             }
                         }
@@ -325,12 +330,14 @@ impl LiveCompositor {
                 // Received media is stamped when its first packet arrives; an audio packet
                 // leaves the sender only once its whole frame (20 ms for WebRTC Opus) was
                 // captured, so audio would sit one frame late against video. Take it back.
-                let out = chain[5].static_pad("src").expect("queue src");
-                chain[1].static_pad("src").expect("decoder src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                    let frame = info.buffer().and_then(|b| b.duration()).unwrap_or(gst::ClockTime::ZERO);
-                    out.set_offset(-(frame.min(gst::ClockTime::from_mseconds(120)).nseconds() as i64));
-                    gst::PadProbeReturn::Remove
-                });
+                if encoding == "OPUS" {
+                    let out = chain[5].static_pad("src").expect("queue src");
+                    chain[1].static_pad("src").expect("decoder src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                        let frame = info.buffer().and_then(|b| b.duration()).unwrap_or(gst::ClockTime::ZERO);
+                        out.set_offset(-(frame.min(gst::ClockTime::from_mseconds(120)).nseconds() as i64));
+                        gst::PadProbeReturn::Remove
+                    });
+                }
                 rtp.link(&chain[0].static_pad("sink").expect("depayloader sink")).map_err(|e| pipe_err(format!("{e:?}")))?;
                 if let Some(old) = peers[i].audio.replace(Branch { elements: chain.to_vec(), mixer_pad: pad }) {
                     self.remove_branch(old, &self.amix);
@@ -455,6 +462,15 @@ impl LiveCompositor {
             }
         }
     }
+}
+
+/// A buffer's running time on `pad` in milliseconds (its timestamp through the pad's segment,
+/// offsets included), where the mix will place it.
+fn running_ms(pad: &gst::Pad, buf: &gst::BufferRef) -> Option<u64> {
+    let pts = buf.pts()?;
+    let seg = pad.sticky_event::<gst::event::Segment>(0)?;
+    let seg = seg.segment().downcast_ref::<gst::ClockTime>()?;
+    seg.to_running_time(pts).map(|t| t.mseconds())
 }
 
 /// Links `last`'s src pad to a new request pad of `mixer`.

@@ -21,6 +21,9 @@ const MAX_LAG_MS: u64 = 3_000;
 /// The same for live sessions, where every branch runs in real time.
 const LIVE_MAX_LAG_MS: u64 = 400;
 
+/// Window index -> (sum of RMS, count).
+type Windows = BTreeMap<u64, (f32, u32)>;
+
 #[derive(Debug, Default)]
 pub struct SpeakerTracker {
     /// How far behind a lagging branch is waited for.
@@ -28,7 +31,7 @@ pub struct SpeakerTracker {
     /// Peers with audio and when they are present.
     audio_peers: HashMap<usize, Span>,
     /// Per peer: window index -> (sum of RMS, count); and the latest window reported.
-    levels: HashMap<usize, (BTreeMap<u64, (f32, u32)>, u64)>,
+    levels: HashMap<usize, (Windows, u64)>,
     next_window: u64,
     current: Option<usize>,
     candidate: Option<(usize, u64)>,

@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod janus;
+pub mod replay;
 pub mod source;
 
 use std::path::PathBuf;

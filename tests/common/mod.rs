@@ -154,3 +154,21 @@ pub fn object_path(result: &serde_json::Value, kind: &str) -> PathBuf {
     let o = result["objects"].as_array().unwrap().iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind} object"));
     PathBuf::from(o["url"].as_str().unwrap().strip_prefix("file://").unwrap())
 }
+
+/// Where `bytes` hold plaintext fragmented-MP4 structure: a `moof` with its `mfhd`, a `moov`
+/// with its `mvhd`, or an `ftyp` with an ISO brand. (A bare four-letter box name is no proof:
+/// random ciphertext holds one by chance about once per 1.4 GB.)
+pub fn mp4_structure(bytes: &[u8]) -> Option<&'static str> {
+    let at = |i: usize, s: &[u8]| bytes.get(i..i + s.len()) == Some(s);
+    (0..bytes.len()).find_map(|i| {
+        if at(i, b"moof") && at(i + 4, b"\0\0\0\x10mfhd") {
+            Some("moof")
+        } else if at(i, b"moov") && at(i + 8, b"mvhd") {
+            Some("moov")
+        } else if at(i, b"ftyp") && [&b"iso"[..], b"mp4", b"dash", b"avc1"].iter().any(|b| at(i + 4, b)) {
+            Some("ftyp")
+        } else {
+            None
+        }
+    })
+}

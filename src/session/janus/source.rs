@@ -112,7 +112,7 @@ impl JanusSource {
             }
             let Some(data) = ev.data else { continue };
             if data["videoroom"] == "destroyed" {
-                self.queue.push_back(SourceEvent::Closed);
+                self.queue.push_back(SourceEvent::Closed { reason: "the room was destroyed".into() });
             }
             for p in publishers(&data) {
                 self.arrive(p.feed, p.display, p.screen)?;
@@ -172,7 +172,7 @@ impl LiveSource for JanusSource {
             return Ok(Some(ev));
         }
         match self.media_rx.recv_timeout(timeout) {
-            Ok(MediaEvent::Pad { feed, kind, pad, hold }) => Ok(Some(SourceEvent::Track { peer: feed, kind, pad, hold: Box::new(hold) })),
+            Ok(MediaEvent::Pad { feed, kind, pad, hold }) => Ok(Some(SourceEvent::Track { peer: feed, kind, pad, hold })),
             Ok(MediaEvent::Chat { feed, text, at }) => Ok(Some(SourceEvent::Message { peer: feed, text, at })),
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => Ok(None),
         }

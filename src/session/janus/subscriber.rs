@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::signaling::{Client, JanusError};
 use crate::privacy::Redacted;
+pub use crate::session::source::PadHold;
 
 #[derive(Debug)]
 pub enum MediaEvent {
@@ -39,23 +40,6 @@ pub enum SubscribeError {
     Janus(#[from] JanusError),
     #[error("subscription to feed {feed}: {message}")]
     Media { feed: u64, message: String },
-}
-
-/// Keeps a new pad blocked until dropped.
-#[derive(Debug)]
-pub struct PadHold {
-    pad: gst::Pad,
-    probe: Option<gst::PadProbeId>,
-}
-
-impl crate::session::source::PadHold for PadHold {}
-
-impl Drop for PadHold {
-    fn drop(&mut self) {
-        if let Some(p) = self.probe.take() {
-            self.pad.remove_probe(p);
-        }
-    }
 }
 
 /// A live subscription. Dropping it leaves the subscription and removes its webrtcbin.
@@ -99,8 +83,7 @@ impl Subscription {
                     .as_ref()
                     .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()))
                     .unwrap_or_default();
-                let probe = pad.add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| gst::PadProbeReturn::Ok);
-                let hold = PadHold { pad: pad.clone(), probe };
+                let hold = PadHold::block(pad);
                 if let Err(e) = events.send(MediaEvent::Pad { feed, kind, pad: pad.clone(), hold }) {
                     drop(e); // nobody listens: the hold is released with the event
                 }
