@@ -449,16 +449,7 @@ impl LiveCompositor {
             let slot = present.iter().position(|q| q.feed == p.feed).and_then(|i| placed.iter().find(|(t, _)| *t == i)).map(|(_, r)| *r);
             let video = p.video.as_ref().map(|b| (&b.mixer_pad, p.video_live));
             for (pad, shown) in std::iter::once((&p.placeholder, true)).chain(video) {
-                match slot {
-                    Some(r) => {
-                        pad.set_property("xpos", r.x);
-                        pad.set_property("ypos", r.y);
-                        pad.set_property("width", r.w);
-                        pad.set_property("height", r.h);
-                        pad.set_property("alpha", if shown { 1f64 } else { 0f64 });
-                    }
-                    None => pad.set_property("alpha", 0f64),
-                }
+                super::place(pad, slot, shown);
             }
         }
     }

@@ -349,6 +349,17 @@ fn gate(pad: &gst::Pad, offset_ms: u64, span: Span, last_ms: Arc<Mutex<u64>>, le
     });
 }
 
+/// Puts a mixer pad's picture at `rect`, shown or hidden; without a rect it is hidden.
+pub(crate) fn place(pad: &gst::Pad, rect: Option<Rect>, shown: bool) {
+    if let Some(r) = rect {
+        pad.set_property("xpos", r.x);
+        pad.set_property("ypos", r.y);
+        pad.set_property("width", r.w);
+        pad.set_property("height", r.h);
+    }
+    pad.set_property("alpha", if rect.is_some() && shown { 1f64 } else { 0f64 });
+}
+
 /// RMS of a buffer of F32LE samples (None when empty or unreadable).
 pub(crate) fn rms_f32(buf: &gst::BufferRef) -> Option<f32> {
     let map = buf.map_readable().ok()?;
@@ -562,16 +573,7 @@ impl Compositor {
                     }
                     *last = Some(rect);
                     for p in pads {
-                        match rect {
-                            Some(r) => {
-                                p.set_property("xpos", r.x);
-                                p.set_property("ypos", r.y);
-                                p.set_property("width", r.w);
-                                p.set_property("height", r.h);
-                                p.set_property("alpha", 1f64);
-                            }
-                            None => p.set_property("alpha", 0f64),
-                        }
+                        place(p, rect, true);
                     }
                 }
             }
