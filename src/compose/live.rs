@@ -364,7 +364,8 @@ impl LiveCompositor {
                     tracing::warn!(error = %e.error(), "a subscription failed; that peer's media stops");
                     continue;
                 }
-                return Some(format!("{from}: {}", e.error()));
+                // GStreamer's detail names the cause (elements, timestamps, caps; never names).
+                return Some(format!("{from}: {} ({})", e.error(), e.debug().unwrap_or_default()));
             }
         }
         None

@@ -140,6 +140,9 @@ pub(crate) fn output(pipeline: &gst::Pipeline, profile: &Profile, sink: ByteSink
     gst::Element::link_many([&amix, &acaps, &aq, aenc.upcast_ref(), &aq2]).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
     vq2.link(&mux).map_err(|e| profile_err(format!("video does not link to the muxer: {e}")))?;
     aq2.link(&mux).map_err(|e| profile_err(format!("audio does not link to the muxer: {e}")))?;
+    for (q, track) in [(&vq2, "video"), (&aq2, "audio")] {
+        keep_in_order(&q.static_pad("src").expect("queue src"), track);
+    }
     mux.link(&appsink).map_err(|e| ComposeError::Pipeline(e.to_string()))?;
     // The encoder's priming plays first in the file: that much of the mix is left out at the
     // start so what follows keeps its place against the video (the muxer starts each track
@@ -345,6 +348,27 @@ fn gate(pad: &gst::Pad, offset_ms: u64, span: Span, last_ms: Arc<Mutex<u64>>, le
         if let (Some(level), Some(rms)) = (&level, rms_f32(buf)) {
             level(t, rms);
         }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Drops an encoded buffer that would take its track back in time (or has no timestamp)
+/// before the muxer sees it: the muxer would fail the whole recording for it, and one
+/// frame less is the lesser harm (live inputs come and go under the mixers).
+fn keep_in_order(pad: &gst::Pad, track: &'static str) {
+    let last = Mutex::new(None::<gst::ClockTime>);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buf) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let Some(ts) = buf.dts().or(buf.pts()) else {
+            tracing::warn!(track, "an encoded buffer without a timestamp was dropped");
+            return gst::PadProbeReturn::Drop;
+        };
+        let Ok(mut last) = last.lock() else { return gst::PadProbeReturn::Ok };
+        if last.is_some_and(|l| ts < l) {
+            tracing::warn!(track, "an encoded buffer that went back in time was dropped");
+            return gst::PadProbeReturn::Drop;
+        }
+        *last = Some(ts);
         gst::PadProbeReturn::Ok
     });
 }
