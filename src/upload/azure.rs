@@ -187,15 +187,7 @@ impl ObjectUpload for AzureUpload {
         if u16::from(resp.status()) != 201 || !matches!(resp.etag(), Ok(Some(_))) {
             return Err(self.dest.fail("Put Block List: the service did not confirm the commit", DestinationFault::Unreachable));
         }
-        Ok(StoredObject {
-            key: self.key.clone(),
-            url: format!("{}/{}", self.dest.base_with_container(), self.key),
-            size,
-            sha256: sha256.to_owned(),
-            content_type: self.content_type.clone(),
-            confirmed_by: format!("azure block list of {} block(s) committed, each block's MD5 echoed", self.blocks.len()),
-            streaming: None,
-        })
+        Ok(StoredObject::confirmed(&self.key, format!("{}/{}", self.dest.base_with_container(), self.key), size, sha256, &self.content_type, format!("azure block list of {} block(s) committed, each block's MD5 echoed", self.blocks.len())))
     }
 
     fn abort(&mut self) {

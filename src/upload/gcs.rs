@@ -257,15 +257,7 @@ impl ObjectUpload for GcsUpload {
             (false, true) => "gcs object size and md5",
             (false, false) => "gcs object size (the service returned no checksum)",
         };
-        Ok(StoredObject {
-            key: self.key.clone(),
-            url: format!("gs://{}/{}", self.dest.bucket, self.key),
-            size,
-            sha256: sha256.to_owned(),
-            content_type: self.content_type.clone(),
-            confirmed_by: confirmed_by.to_owned(),
-            streaming: None,
-        })
+        Ok(StoredObject::confirmed(&self.key, format!("gs://{}/{}", self.dest.bucket, self.key), size, sha256, &self.content_type, confirmed_by))
     }
 
     fn abort(&mut self) {

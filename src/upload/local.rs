@@ -101,15 +101,7 @@ impl ObjectUpload for LocalUpload {
         if let Some(parent) = self.target.parent() {
             File::open(parent).and_then(|d| d.sync_all()).map_err(|e| self.dir.fail(format!("fsync folder {}", parent.display()), &e))?;
         }
-        Ok(StoredObject {
-            key: self.key.clone(),
-            url: format!("file://{}", self.target.display()),
-            size,
-            sha256: sha256.to_owned(),
-            content_type: self.content_type.clone(),
-            confirmed_by: "fsync, rename and size".into(),
-            streaming: None,
-        })
+        Ok(StoredObject::confirmed(&self.key, format!("file://{}", self.target.display()), size, sha256, &self.content_type, "fsync, rename and size"))
     }
 
     fn abort(&mut self) {

@@ -28,6 +28,14 @@ pub struct StoredObject {
     pub streaming: Option<StreamStats>,
 }
 
+impl StoredObject {
+    /// What an uploader's `complete` returns once the destination confirmed the object (the
+    /// streaming driver adds `streaming`).
+    pub fn confirmed(key: &str, url: String, size: u64, sha256: &str, content_type: &str, confirmed_by: impl Into<String>) -> Self {
+        Self { key: key.to_owned(), url, size, sha256: sha256.to_owned(), content_type: content_type.to_owned(), confirmed_by: confirmed_by.into(), streaming: None }
+    }
+}
+
 /// Proof that an upload streamed: parts went out while the recording ran, and the end of the
 /// recording was followed by only the last part and the completion.
 #[derive(Debug, Clone, Copy, Serialize)]

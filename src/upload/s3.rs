@@ -326,15 +326,7 @@ impl ObjectUpload for S3Upload {
             (None, Some(_)) => "s3 part count (the server returned no checksum)",
             (None, None) => "s3 completion status (the server returned no checksum)",
         };
-        Ok(StoredObject {
-            key: self.key.clone(),
-            url: format!("s3://{}/{}", self.dest.bucket, self.key),
-            size,
-            sha256: sha256.to_owned(),
-            content_type: self.content_type.clone(),
-            confirmed_by: confirmed_by.to_owned(),
-            streaming: None,
-        })
+        Ok(StoredObject::confirmed(&self.key, format!("s3://{}/{}", self.dest.bucket, self.key), size, sha256, &self.content_type, confirmed_by))
     }
 
     fn abort(&mut self) {
